@@ -1,0 +1,118 @@
+"""``cqube-spark``: the command line.
+
+    cqube-spark run <name-or-path> [--as-of D] [--param k=v ...] [--submit [--master URL]]
+    cqube-spark generate --out DIR [...]        (sample state; see scripts/generate_sample_data.py)
+    cqube-spark <verb> ...                      (verbs registered by COMMAND_MODULES, e.g. exhaust, pii)
+
+Exit codes: 0 success, 1 job failure, 2 bad config or arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from cqube_spark.runner import EXIT_CONFIG, resolve_config_path, run_job
+from cqube_spark.session import DEFAULTS_FILE, PROJECT_ROOT, read_defaults, resolve_jars
+
+# Modules that add verbs: each has register(subparsers) and sets `func` on its parsers.
+COMMAND_MODULES: list[str] = []
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits 2 as well; keep the message short and clear
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--as-of", help="reference date YYYY-MM-DD for windows (default: latest data date)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="override modelParams (dotted keys; JSON values allowed)")
+    p.add_argument("--run-id", help=argparse.SUPPRESS)
+
+
+def submit_command(config: Path, args: argparse.Namespace) -> list[str]:
+    """The spark-submit command line for a job (jars and defaults resolved to absolute paths)."""
+    import pyspark
+
+    conf = read_defaults(DEFAULTS_FILE)
+    conf["spark.jars"] = resolve_jars(conf.get("spark.jars", ""))
+    props = tempfile.NamedTemporaryFile("w", prefix="cqube-spark-", suffix=".conf", delete=False)
+    with props:
+        for k, v in conf.items():
+            props.write(f"{k} {v}\n")
+    cmd = [os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit"),
+           "--properties-file", props.name]
+    if args.master:
+        cmd += ["--master", args.master]
+    cmd += [str(PROJECT_ROOT / "jobs" / "run.py"), "--config", str(config)]
+    if args.as_of:
+        cmd += ["--as-of", args.as_of]
+    for p in args.param:
+        cmd += ["--param", p]
+    return cmd
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.submit:
+        return run_job(args.job, args.as_of, args.param, args.run_id)
+    config = resolve_config_path(args.job)
+    if not config.exists():
+        print(f"config error: {config}: at $: file not found", file=sys.stderr)
+        return EXIT_CONFIG
+    cmd = submit_command(config.resolve(), args)
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    return subprocess.call(cmd, env=env)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from cqube_spark.sample import generator
+
+    months = args.months.split(",") if args.months else ["2020-07"]
+    summary = generator.generate(args.out, schools=args.schools, students_per_school=args.students_per_school,
+                                 months=months, seed=args.seed,
+                                 sources=args.sources, manifest=not args.no_manifest)
+    files = summary.get("files", summary)
+    print(f"generated {len(files)} file(s) under {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="cqube-spark", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+
+    run = sub.add_parser("run", help="run a job by config name (configs/jobs/<name>.json) or path")
+    run.add_argument("job", help="config name or path")
+    add_run_options(run)
+    run.add_argument("--submit", action="store_true", help="run through spark-submit instead of in-process")
+    run.add_argument("--master", help="with --submit: the cluster master URL (default: local[*])")
+    run.set_defaults(func=cmd_run)
+
+    gen = sub.add_parser("generate", help="write a deterministic sample state into an emission folder")
+    gen.add_argument("--out", default=os.path.join(os.environ.get("CQUBE_DATA_ROOT", "./data"), "emission"))
+    gen.add_argument("--schools", type=int, default=160)
+    gen.add_argument("--students-per-school", type=int, default=30)
+    gen.add_argument("--months", help="YYYY-MM[,YYYY-MM...] (default 2020-07)")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--sources", default="all")
+    gen.add_argument("--no-manifest", action="store_true")
+    gen.set_defaults(func=cmd_generate)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The one place a SparkSession is built.
+
+* local by default (``local[*]``); under ``spark-submit`` the submitted master and jars win;
+* Delta Lake SQL extension + catalog on, jars from ``.jars/`` (resolved at setup time, never downloaded);
+* S3A configured from the environment: ``CQUBE_S3_ENDPOINT`` (e.g. ``http://127.0.0.1:8333``), path-style
+  access, credentials from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` when set, else the default AWS chain;
+* session time zone ``CQUBE_TIMEZONE`` (default Asia/Kolkata);
+* the UI is off unless ``CQUBE_SPARK_UI=1``.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Mapping
+
+PROJECT_ROOT = Path(os.environ.get("CQUBE_HOME", Path(__file__).resolve().parent.parent))
+DEFAULTS_FILE = PROJECT_ROOT / "spark-defaults.conf"
+DEFAULT_TIMEZONE = "Asia/Kolkata"
+
+
+def read_defaults(path: Path = DEFAULTS_FILE) -> dict[str, str]:
+    """Parse a spark-defaults.conf file (``key  value`` per line, ``#`` comments)."""
+    conf: dict[str, str] = {}
+    if not path.exists():
+        return conf
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        conf[key.strip()] = value.strip()
+    return conf
+
+
+def resolve_jars(spec: str, root: Path = PROJECT_ROOT) -> str:
+    """Expand a comma list of jar paths/globs (relative to the project root) to absolute files."""
+    jars: list[str] = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        pattern = item if os.path.isabs(item) else str(root / item)
+        jars.extend(sorted(glob.glob(pattern)))
+    return ",".join(jars)
+
+
+def s3a_conf(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Hadoop S3A settings derived from the environment (no secrets in files)."""
+    conf: dict[str, str] = {}
+    endpoint = env.get("CQUBE_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https")).lower()
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1"))
+    conf["spark.hadoop.fs.s3a.path.style.access"] = env.get("CQUBE_S3_PATH_STYLE", "true")
+    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        conf["spark.hadoop.fs.s3a.aws.credentials.provider"] = (
+            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+        )
+        conf["spark.hadoop.fs.s3a.access.key"] = key
+        conf["spark.hadoop.fs.s3a.secret.key"] = secret
+    # else: hadoop-aws falls back to the default AWS credential chain (instance profile, ~/.aws, ...)
+    return conf
+
+
+def under_spark_submit(env: Mapping[str, str] = os.environ) -> bool:
+    """True when spark-submit launched this Python process (it owns master, jars and conf then)."""
+    return "PYSPARK_GATEWAY_PORT" in env
+
+
+def session_conf(
+    app_name: str = "cqube-spark",
+    overrides: Mapping[str, str] | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> dict[str, str]:
+    """Every setting the builder applies, as a plain dict (pure: easy to test and to log)."""
+    conf = read_defaults()
+    submitted = under_spark_submit(env)
+    if submitted:
+        conf.pop("spark.jars", None)  # spark-submit already put them on the classpath
+    elif "spark.jars" in conf:
+        conf["spark.jars"] = resolve_jars(conf["spark.jars"])
+    conf.update(s3a_conf(env))
+    conf["spark.sql.session.timeZone"] = env.get("CQUBE_TIMEZONE", DEFAULT_TIMEZONE)
+    conf["spark.ui.enabled"] = "true" if env.get("CQUBE_SPARK_UI") in ("1", "true") else "false"
+    conf["spark.app.name"] = app_name
+    if not submitted:
+        conf.setdefault("spark.master", env.get("CQUBE_SPARK_MASTER", "local[*]"))
+        conf.setdefault("spark.driver.bindAddress", env.get("SPARK_LOCAL_IP", "127.0.0.1"))
+        conf.setdefault("spark.driver.host", env.get("SPARK_LOCAL_IP", "127.0.0.1"))
+    conf.update(overrides or {})
+    return conf
+
+
+def get_spark(app_name: str = "cqube-spark", overrides: Mapping[str, str] | None = None):
+    """Build (or return the running) SparkSession with Delta, S3A and the project's defaults."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder
+    for key, value in session_conf(app_name, overrides).items():
+        if key == "spark.master":
+            builder = builder.master(value)
+        else:
+            builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("CQUBE_SPARK_LOG_LEVEL", "WARN"))
+    return spark

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One-time (idempotent) setup on a fresh machine:
+#   1. Python venv .venv with the pinned dependency tree (requirements.lock) and this package (-e .)
+#   2. JVM jars for Spark (Delta, S3A + AWS SDK, Kafka source) resolved by Maven from scripts/jvm/spark/pom.xml
+#      into .jars/, minus anything the pyspark wheel already bundles. Jobs never download at run time.
+# Re-running skips what is already in place (stamp files hold the hash of their inputs).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+say() { printf '[setup] %s\n' "$*"; }
+stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+
+# 1. Python
+req_hash="$(cat requirements.lock setup.py | sha256sum | cut -c1-16)"
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PY" -m venv .venv
+fi
+if ! stamp_ok .venv/.cqube-stamp "$req_hash"; then
+  say "installing Python dependencies (requirements.lock)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.lock
+  .venv/bin/python -m pip install -q --no-deps -e .
+  echo "$req_hash" > .venv/.cqube-stamp
+else
+  say "Python dependencies up to date"
+fi
+
+# 2. JVM jars
+jar_hash="$(sha256sum scripts/jvm/spark/pom.xml | cut -c1-16)"
+if ! stamp_ok .jars/.cqube-stamp "$jar_hash"; then
+  say "resolving Spark jars with Maven (scripts/jvm/spark/pom.xml)"
+  rm -rf .jars && mkdir -p .jars
+  mvn -q -B -f scripts/jvm/spark/pom.xml dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$ROOT/.jars"
+  # Drop artifacts the pyspark wheel already ships (any version): one copy of each class on the classpath.
+  pyspark_jars="$(.venv/bin/python -c 'import pyspark, os; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
+  artifact() { basename "$1" .jar | sed -E 's/-[0-9][0-9A-Za-z.+_-]*$//'; }
+  declare -A bundled=()
+  for j in "$pyspark_jars"/*.jar; do bundled["$(artifact "$j")"]=1; done
+  for j in .jars/*.jar; do
+    a="$(artifact "$j")"
+    case "$a" in
+      # Spark modules are in the wheel; log4j/slf4j/jackson/hadoop-client come from Spark's own versions.
+      spark-tags_2.13|scala-library|log4j-*|slf4j-*|jackson-*|hadoop-client-*|commons-logging) rm -f "$j"; continue;;
+    esac
+    if [ -n "${bundled[$a]:-}" ]; then rm -f "$j"; fi
+  done
+  echo "$jar_hash" > .jars/.cqube-stamp
+  say "$(ls .jars/*.jar | wc -l) jars in .jars/"
+else
+  say "Spark jars up to date ($(ls .jars/*.jar | wc -l) in .jars/)"
+fi
+say "done: activate with 'source .venv/bin/activate' or call .venv/bin/cqube-spark"
