@@ -316,3 +316,70 @@ def column_values(zip_path: str | Path, column: str, delimiter: str = "|") -> se
             header = [_norm_header(h) for h in next(r)]
             j = header.index(_norm_header(column))
             return {rec[j] for rec in r if len(rec) > j}
+
+
+def check_emission(root: str | Path, specs: Mapping[str, dict], *, foreign_keys: bool = True) -> dict[str, CheckResult]:
+    """Check every ``<folder>/<file>.zip`` under an emission root against the matching spec.
+
+    With ``foreign_keys`` the referenced columns (and ``max_from`` maxima) are read from the
+    zips found under the same root, so cross-file rules are checked too when the referenced
+    source is present. Returns ``{relative zip path: CheckResult}``; a zip whose CSV matches no
+    spec (or several) gets a ``no_spec`` violation.
+    """
+    root = Path(root)
+    zips = sorted(p for p in root.rglob("*.zip"))
+    by_source: dict[str, list[Path]] = {}
+    members: dict[Path, str] = {}
+    for z in zips:
+        with zipfile.ZipFile(z) as zf:
+            csvs = [n for n in zf.namelist() if n.lower().endswith(".csv")]
+        members[z] = csvs[0] if csvs else ""
+        spec = spec_for_member(specs, members[z]) if csvs else None
+        if spec is not None:
+            by_source.setdefault(spec["name"], []).append(z)
+
+    cache: dict[tuple[str, str], set[str]] = {}
+
+    def ref_values(source: str, column: str) -> set[str] | None:
+        if (source, column) not in cache:
+            if source not in by_source:
+                return None
+            vals: set[str] = set()
+            for z in by_source[source]:
+                vals |= column_values(z, column, specs[source].get("delimiter", "|"))
+            cache[(source, column)] = vals
+        return cache[(source, column)]
+
+    out: dict[str, CheckResult] = {}
+    for z in zips:
+        rel = str(z.relative_to(root))
+        spec = spec_for_member(specs, members[z]) if members[z] else None
+        if spec is None:
+            r = CheckResult(source="?", member=members[z])
+            r.violations.append(Violation(0, None, "no_spec", members[z], "no (unique) spec matches this file"))
+            out[rel] = r
+            continue
+        refs, maxes = {}, {}
+        if foreign_keys:
+            for f in spec.get("foreign_keys") or []:
+                s, c = f["references"]["source"], f["references"]["column"]
+                vals = ref_values(s, c)
+                if vals is not None:
+                    refs[(s, c)] = vals
+            for chk in spec.get("checks") or []:
+                mf = chk.get("max_from")
+                if mf and mf["source"] in by_source:
+                    table: dict[tuple, float] = {}
+                    for mz in by_source[mf["source"]]:
+                        with zipfile.ZipFile(mz) as zf:
+                            name = next(n for n in zf.namelist() if n.lower().endswith(".csv"))
+                            rdr = csv.reader(io.TextIOWrapper(zf.open(name), encoding="utf-8", newline=""),
+                                             delimiter=specs[mf["source"]].get("delimiter", "|"))
+                            hdr = [_norm_header(h) for h in next(rdr)]
+                            kj = [hdr.index(_norm_header(k)) for k in mf["key"]]
+                            vj = hdr.index(_norm_header(mf["column"]))
+                            for rec in rdr:
+                                table[tuple(rec[j] for j in kj)] = float(rec[vj])
+                    maxes[(mf["source"], mf["column"])] = table
+        out[rel] = check_zip(spec, z, references=refs or None, max_values=maxes or None)
+    return out
