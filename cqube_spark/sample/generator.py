@@ -579,13 +579,14 @@ def _assessment(em: _Emitter, st: State, months, seed: int, per_month_files: boo
                     for row, qs in exams_m:
                         if row[2] != g:
                             continue
+                        exam_id_, ecode = row[0], row[6]
                         for sid in studs:
                             if rng.random() < 0.08:      # absent for this exam
                                 continue
                             p = min(1.0, max(0.0, ability + rng.uniform(-0.25, 0.25)))
                             for qid, mk in qs:
-                                got = sum(1 for _ in range(mk) if rng.random() < p)
-                                yield [r_id, row[0], row[6], sid, sid, sch.code, g, "A", qid, got]
+                                got = int(p * mk + rng.random())      # 0 <= got <= mk, mean p * mk
+                                yield [r_id, exam_id_, ecode, sid, sid, sch.code, g, "A", qid, got]
                                 r_id += 1
 
         stem = f"{prefix}_exam_result_trans_{y:04d}_{m:02d}" if per_month_files else f"{prefix}_exam_result_trans"
