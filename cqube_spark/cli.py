@@ -20,7 +20,7 @@ from cqube_spark.runner import EXIT_CONFIG, resolve_config_path, run_job
 from cqube_spark.session import DEFAULTS_FILE, PROJECT_ROOT, read_defaults, resolve_jars
 
 # Modules that add verbs: each has register(subparsers) and sets `func` on its parsers.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["cqube_spark.exhaust.cli"]
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -1,0 +1,167 @@
+"""``program-user-exhaust``: process the job's pending requests in ``job_request``, one at a time.
+
+SUBMITTED (and FAILED with iteration < maxIterations, and PROCESSING left by a crashed run) →
+PROCESSING → SUCCESS (download_urls, dt_file_created, dt_job_completed, execution_time in ms) or FAILED
+(err_message, iteration + 1). Messages: ``Not a Valid Request: <why>``, ``No Data Found``,
+``Internal Server Error: <short reason>``. One bad request never stops the others. The zip is published
+before the row says SUCCESS; a crash before that leaves the row PROCESSING, picked up again by the next run.
+A PostgreSQL advisory lock keeps two runs of the job from working at the same time.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+import traceback
+from typing import Any
+
+from cqube_spark import storage
+from cqube_spark.exhaust import JOB_ID, report, requests, settings, sink, sources
+from cqube_spark.exhaust.filters import DEFAULT_LOCATION_KEYS, InvalidRequest, parse_filters
+
+DEFAULTS: dict[str, Any] = {
+    "authorizedRoles": ["PROGRAM_MANAGER"],
+    "maxIterations": 3,
+    "presignedUrlExpirySeconds": 1800,
+    "tokenRanges": 16,
+    "enrollmentSlices": 16,
+    "cassandraFetchSize": 5000,
+    "redisBatchSize": 1000,
+    "redisKeyPrefix": "user:",
+    "key": "ml_reports/",
+    "dateFormat": "dd/MM/yyyy",
+    "user_locations_columns": ["state_name", "district_name", "block_name", "cluster_name", "school_code",
+                               "school_name"],
+    "allowedLocationKeys": list(DEFAULT_LOCATION_KEYS),
+    "encrypted_columns": ["email", "phone"],
+    "consent_columns": list(report.CONSENT_COLUMNS),
+}
+
+
+class NoDataFound(Exception):
+    pass
+
+
+def params_with_defaults(params: dict[str, Any]) -> dict[str, Any]:
+    return {**DEFAULTS, **params}
+
+
+def short_reason(e: BaseException) -> str:
+    """One line, no stack, no data: the exception type and the first line of its message (≤ 200 chars)."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if "Py4JJavaError" in type(e).__name__ or "PythonException" in type(e).__name__ or "PiiError" in str(e):
+        for line in str(e).splitlines():  # surface the Python error raised inside an executor
+            if "PiiError" in line or "NoHostAvailable" in line or "ConnectionError" in line:
+                text = line.strip()
+                break
+    return f"{type(e).__name__}: {text}"[:200]
+
+
+def report_uri(output_root: str, key: str, request_id: str, day: dt.date) -> str:
+    return storage.join(output_root, key, JOB_ID, f"{request_id}_{day:%Y%m%d}.zip")
+
+
+def process(ctx, req: requests.JobRequest, p: dict[str, Any]) -> dict[str, Any]:
+    """Build and publish one request's report; returns counters (rows, uri, per-stage seconds)."""
+    f = parse_filters(req.request_data, p["allowedLocationKeys"])
+    if not req.encryption_key:
+        raise InvalidRequest("encryption_key is required (the report is an encrypted zip)")
+    spark = ctx.spark
+    cass = settings.cassandra()
+    stages: dict[str, float] = {}
+    t = time.monotonic()
+    loc_cols = list(p["user_locations_columns"])
+    loc_keys = sorted(set(loc_cols) | set(f.location_keys))
+    enrollment = report.apply_filters(
+        sources.read_enrollment(spark, cass, f.program_id, loc_keys, p["enrollmentSlices"],
+                                p["cassandraFetchSize"]), f)
+    consent = sources.read_consent(spark, cass, f.consent_object_id, f.consent_user_ids, p["tokenRanges"],
+                                   p["cassandraFetchSize"])
+    rows = report.report_rows(enrollment, report.consent_status(consent), loc_cols, p["dateFormat"]).persist()
+    try:
+        from pyspark.sql import functions as F
+
+        stats = rows.agg(F.count(F.lit(1)).alias("n"), F.max("_required").alias("any_required"),
+                         F.sum(F.col("_need_pii").cast("int")).alias("with_pii")).first()
+        stages["read_cassandra_s"] = round(time.monotonic() - t, 3)
+        n = int(stats["n"] or 0)
+        if n == 0:
+            raise NoDataFound()
+        include_consent = bool(stats["any_required"])
+        out = report.labelled(rows, p, include_consent)
+        cols = report.output_columns(p, include_consent)
+        labels = [label for _, label in cols]
+        positions = {key: i for i, (key, _) in enumerate(cols) if key in report.PII_COLUMNS}
+        quoted = [key for key, label in cols if label in set(p.get("quote_column", []))]
+        need_pii = include_consent and int(stats["with_pii"] or 0) > 0
+        pii_key = None
+        if need_pii:
+            from cqube_spark.exhaust.crypto import key_from_env
+
+            pii_key = key_from_env()
+        fn = sources.pii_lines(settings.redis_url(), pii_key, len(labels), len(labels), len(labels) + 1,
+                               positions, quoted, p["encrypted_columns"], p["redisKeyPrefix"],
+                               p["redisBatchSize"])
+        day = requests.today()
+        uri = report_uri(ctx.roots["output"], p["key"], req.request_id, day)
+        t = time.monotonic()
+        with sink.TempDir() as tmp:
+            zip_path = tmp / f"{req.request_id}_{day:%Y%m%d}.zip"
+            chunks = out.rdd.mapPartitions(fn).toLocalIterator(prefetchPartitions=True)
+            csv_bytes = sink.write_encrypted_zip(zip_path, f"{req.request_id}_{day:%Y%m%d}.csv",
+                                                 req.encryption_key, sink.header_line(labels), chunks)
+            stages["redis_pii_csv_zip_s"] = round(time.monotonic() - t, 3)
+            t = time.monotonic()
+            ctx.store.upload_file(str(zip_path), uri)
+            stages["upload_s"] = round(time.monotonic() - t, 3)
+        return {"rows": n, "rows_with_pii": int(stats["with_pii"] or 0), "consent_columns": include_consent,
+                "uri": uri, "csv_bytes": csv_bytes, "stages": stages}
+    finally:
+        rows.unpersist()
+
+
+def run(ctx) -> dict[str, Any]:
+    p = params_with_defaults(ctx.params)
+    log = ctx.log
+    counters: dict[str, Any] = {"rows": 0, "requests": 0, "success": 0, "failed": 0, "results": []}
+    with requests.connect() as conn:
+        requests.ensure_table(conn)
+        if not requests.try_lock_job(conn, JOB_ID):
+            log.warning("another program-user-exhaust run holds the lock; nothing to do")
+            counters["skipped"] = "locked"
+            return counters
+        swept = sink.sweep_tmp()
+        if swept:
+            log.warning("removed leftovers of an interrupted run", count=swept)
+        todo = requests.pending(conn, JOB_ID, int(p["maxIterations"]))
+        log.info("exhaust requests to process", count=len(todo))
+        for req in todo:
+            counters["requests"] += 1
+            requests.mark_processing(conn, req)
+            t0 = time.monotonic()
+            message = None
+            try:
+                result = process(ctx, req, p)
+            except InvalidRequest as e:
+                message = f"Not a Valid Request: {e}"
+            except NoDataFound:
+                message = "No Data Found"
+            except Exception as e:  # noqa: BLE001 - recorded on the request; the next request still runs
+                message = f"Internal Server Error: {short_reason(e)}"
+                log.error("exhaust request failed", request_id=req.request_id,
+                          trace=traceback.format_exc(limit=3)[-2000:])
+            ms = int((time.monotonic() - t0) * 1000)
+            if message is None:
+                requests.mark_success(conn, req, [result["uri"]], requests.utcnow(), ms)
+                counters["success"] += 1
+                counters["rows"] += result["rows"]
+                counters["results"].append({"request_id": req.request_id, "status": requests.SUCCESS,
+                                            "execution_ms": ms, **result})
+                log.info("exhaust request done", request_id=req.request_id, rows=result["rows"],
+                         uri=result["uri"], stages=result["stages"], execution_ms=ms)
+            else:
+                requests.mark_failed(conn, req, message, ms)
+                counters["failed"] += 1
+                counters["results"].append({"request_id": req.request_id, "status": requests.FAILED,
+                                            "error": message, "execution_ms": ms})
+                log.warning("exhaust request failed", request_id=req.request_id, error=message)
+    return counters
