@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 from cqube_spark.runner import EXIT_CONFIG, resolve_config_path, run_job
@@ -37,18 +38,29 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-id", help=argparse.SUPPRESS)
 
 
-def submit_command(config: Path, args: argparse.Namespace) -> list[str]:
+def package_zip(workdir: str) -> str:
+    """Zip the cqube_spark package so executors on other machines can import it (--py-files)."""
+    target = os.path.join(workdir, "cqube_spark.zip")
+    pkg = PROJECT_ROOT / "cqube_spark"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(pkg.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zf.write(path, path.relative_to(PROJECT_ROOT))
+    return target
+
+
+def submit_command(config: Path, args: argparse.Namespace, workdir: str) -> list[str]:
     """The spark-submit command line for a job (jars and defaults resolved to absolute paths)."""
     import pyspark
 
     conf = read_defaults(DEFAULTS_FILE)
     conf["spark.jars"] = resolve_jars(conf.get("spark.jars", ""))
-    props = tempfile.NamedTemporaryFile("w", prefix="cqube-spark-", suffix=".conf", delete=False)
-    with props:
+    props = os.path.join(workdir, "spark-defaults.conf")
+    with open(props, "w") as fh:
         for k, v in conf.items():
-            props.write(f"{k} {v}\n")
+            fh.write(f"{k} {v}\n")
     cmd = [os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit"),
-           "--properties-file", props.name]
+           "--properties-file", props, "--py-files", package_zip(workdir)]
     if args.master:
         cmd += ["--master", args.master]
     cmd += [str(PROJECT_ROOT / "jobs" / "run.py"), "--config", str(config)]
@@ -56,6 +68,8 @@ def submit_command(config: Path, args: argparse.Namespace) -> list[str]:
         cmd += ["--as-of", args.as_of]
     for p in args.param:
         cmd += ["--param", p]
+    if args.run_id:
+        cmd += ["--run-id", args.run_id]
     return cmd
 
 
@@ -66,9 +80,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not config.exists():
         print(f"config error: {config}: at $: file not found", file=sys.stderr)
         return EXIT_CONFIG
-    cmd = submit_command(config.resolve(), args)
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    return subprocess.call(cmd, env=env)
+    env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    with tempfile.TemporaryDirectory(prefix="cqube-submit-") as workdir:
+        return subprocess.call(submit_command(config.resolve(), args, workdir), env=env)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
