@@ -17,6 +17,7 @@ from typing import Mapping
 PROJECT_ROOT = Path(os.environ.get("CQUBE_HOME", Path(__file__).resolve().parent.parent))
 DEFAULTS_FILE = PROJECT_ROOT / "spark-defaults.conf"
 DEFAULT_TIMEZONE = "Asia/Kolkata"
+LOG4J_FILE = PROJECT_ROOT / "configs" / "log4j2.properties"
 
 
 def read_defaults(path: Path = DEFAULTS_FILE) -> dict[str, str]:
@@ -87,6 +88,8 @@ def session_conf(
         conf.setdefault("spark.master", env.get("CQUBE_SPARK_MASTER", "local[*]"))
         conf.setdefault("spark.driver.bindAddress", env.get("SPARK_LOCAL_IP", "127.0.0.1"))
         conf.setdefault("spark.driver.host", env.get("SPARK_LOCAL_IP", "127.0.0.1"))
+        if LOG4J_FILE.exists():
+            conf.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{LOG4J_FILE}")
     conf.update(overrides or {})
     return conf
 
