@@ -17,6 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from cqube_spark.sample import cli as sample_cli
 from cqube_spark.runner import EXIT_CONFIG, resolve_config_path, run_job
 from cqube_spark.session import DEFAULTS_FILE, LOG4J_FILE, PROJECT_ROOT, read_defaults, resolve_jars
 
@@ -87,18 +88,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         return subprocess.call(submit_command(config.resolve(), args, workdir), env=env)
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from cqube_spark.sample import generator
-
-    months = args.months.split(",") if args.months else ["2020-07"]
-    summary = generator.generate(args.out, schools=args.schools, students_per_school=args.students_per_school,
-                                 months=months, seed=args.seed,
-                                 sources=args.sources, manifest=not args.no_manifest)
-    files = summary.get("files", summary)
-    print(f"generated {len(files)} file(s) under {args.out}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="cqube-spark", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
@@ -111,14 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     gen = sub.add_parser("generate", help="write a deterministic sample state into an emission folder")
-    gen.add_argument("--out", default=os.path.join(os.environ.get("CQUBE_DATA_ROOT", "./data"), "emission"))
-    gen.add_argument("--schools", type=int, default=160)
-    gen.add_argument("--students-per-school", type=int, default=30)
-    gen.add_argument("--months", help="YYYY-MM[,YYYY-MM...] (default 2020-07)")
-    gen.add_argument("--seed", type=int, default=42)
-    gen.add_argument("--sources", default="all")
-    gen.add_argument("--no-manifest", action="store_true")
-    gen.set_defaults(func=cmd_generate)
+    sample_cli.add_arguments(gen, out_default=os.path.join(os.environ.get("CQUBE_DATA_ROOT", "./data"), "emission"))
+    gen.set_defaults(func=lambda a: sample_cli.run(a, gen))
 
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
