@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "tokenRanges": 16,
     "enrollmentSlices": 16,
     "cassandraFetchSize": 5000,
+    "readPartitions": 0,
     "redisBatchSize": 1000,
     "redisKeyPrefix": "user:",
     "key": "ml_reports/",
@@ -46,18 +47,35 @@ def params_with_defaults(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def short_reason(e: BaseException) -> str:
-    """One line, no stack, no data: the exception type and the first line of its message (≤ 200 chars)."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    if "Py4JJavaError" in type(e).__name__ or "PythonException" in type(e).__name__ or "PiiError" in str(e):
-        for line in str(e).splitlines():  # surface the Python error raised inside an executor
-            if "PiiError" in line or "NoHostAvailable" in line or "ConnectionError" in line:
-                text = line.strip()
-                break
-    return f"{type(e).__name__}: {text}"[:200]
+    """One line, no stack: the exception type and the first line of its message (≤ 200 chars). For a Spark
+    job that failed in a Python worker, the worker's own error line is used instead of the JVM wrapper's."""
+    text = str(e)
+    lines = text.splitlines()
+    if "Traceback (most recent call last):" in text:
+        start = lines.index(next(l for l in lines if "Traceback (most recent call last):" in l))
+        for line in lines[start + 1:]:
+            if line and not line[0].isspace() and not line.startswith("Traceback"):
+                return line.strip()[:200]
+    first = lines[0].strip() if lines else ""
+    return f"{type(e).__name__}: {first}"[:200]
 
 
 def report_uri(output_root: str, key: str, request_id: str, day: dt.date) -> str:
     return storage.join(output_root, key, JOB_ID, f"{request_id}_{day:%Y%m%d}.zip")
+
+
+def python_workers_like_driver(spark) -> None:
+    """Executors of a local master must run this interpreter (the one with cassandra-driver, redis, ...).
+
+    When ``PYSPARK_PYTHON`` is unset PySpark starts workers with ``python3`` from PATH, which lacks the
+    project's packages; for local masters point the context at ``sys.executable`` instead.
+    """
+    import os
+    import sys
+
+    sc = spark.sparkContext
+    if not os.environ.get("PYSPARK_PYTHON") and sc.master.startswith("local"):
+        sc.pythonExec = sys.executable
 
 
 def process(ctx, req: requests.JobRequest, p: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +84,7 @@ def process(ctx, req: requests.JobRequest, p: dict[str, Any]) -> dict[str, Any]:
     if not req.encryption_key:
         raise InvalidRequest("encryption_key is required (the report is an encrypted zip)")
     spark = ctx.spark
+    python_workers_like_driver(spark)
     cass = settings.cassandra()
     stages: dict[str, float] = {}
     t = time.monotonic()
@@ -73,9 +92,9 @@ def process(ctx, req: requests.JobRequest, p: dict[str, Any]) -> dict[str, Any]:
     loc_keys = sorted(set(loc_cols) | set(f.location_keys))
     enrollment = report.apply_filters(
         sources.read_enrollment(spark, cass, f.program_id, loc_keys, p["enrollmentSlices"],
-                                p["cassandraFetchSize"]), f)
+                                p["cassandraFetchSize"], p["readPartitions"]), f)
     consent = sources.read_consent(spark, cass, f.consent_object_id, f.consent_user_ids, p["tokenRanges"],
-                                   p["cassandraFetchSize"])
+                                   p["cassandraFetchSize"], p["readPartitions"])
     rows = report.report_rows(enrollment, report.consent_status(consent), loc_cols, p["dateFormat"]).persist()
     try:
         from pyspark.sql import functions as F

@@ -35,7 +35,9 @@ class CassandraSettings:
         auth = PlainTextAuthProvider(self.username, self.password) if self.username else None
         return Cluster(list(self.hosts), port=self.port, auth_provider=auth,
                        load_balancing_policy=RoundRobinPolicy(), protocol_version=5,
-                       connect_timeout=10, control_connection_timeout=10, **kwargs)
+                       connect_timeout=10, control_connection_timeout=10,
+                       # the readers only run prepared statements: skip the schema/token metadata download
+                       schema_metadata_enabled=False, token_metadata_enabled=False, **kwargs)
 
 
 def parse_cassandra_hosts(spec: str) -> tuple[tuple[str, ...], int]:

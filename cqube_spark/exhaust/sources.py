@@ -166,23 +166,29 @@ def read_consent_users(conf: CassandraSettings, object_id: str, fetch_size: int 
     return fn
 
 
+def _partitions(spark, items: int, requested: int = 0) -> int:
+    """Spark partitions for n read units: one connection per partition, so no more than the parallelism."""
+    want = requested or spark.sparkContext.defaultParallelism
+    return max(1, min(items, want))
+
+
 def read_enrollment(spark, conf: CassandraSettings, program_id: str, location_keys: Sequence[str],
-                    slices: int = 16, fetch_size: int = 5000):
+                    slices: int = 16, fetch_size: int = 5000, partitions: int = 0):
     parts = clustering_slices(slices)
-    rdd = spark.sparkContext.parallelize(parts, len(parts)).mapPartitions(
+    rdd = spark.sparkContext.parallelize(parts, _partitions(spark, len(parts), partitions)).mapPartitions(
         read_enrollment_slices(conf, program_id, location_keys, fetch_size))
     return spark.createDataFrame(rdd, enrollment_schema(location_keys), verifySchema=False)
 
 
 def read_consent(spark, conf: CassandraSettings, object_id: str, user_ids: Sequence[str] = (),
-                 ranges: int = 16, fetch_size: int = 5000):
+                 ranges: int = 16, fetch_size: int = 5000, partitions: int = 0):
     if user_ids:
         ids = sorted(set(user_ids))
-        rdd = spark.sparkContext.parallelize(ids, min(len(ids), max(1, ranges))).mapPartitions(
+        rdd = spark.sparkContext.parallelize(ids, _partitions(spark, len(ids), partitions)).mapPartitions(
             read_consent_users(conf, object_id, fetch_size))
     else:
         parts = token_ranges(ranges)
-        rdd = spark.sparkContext.parallelize(parts, len(parts)).mapPartitions(
+        rdd = spark.sparkContext.parallelize(parts, _partitions(spark, len(parts), partitions)).mapPartitions(
             read_consent_ranges(conf, object_id, fetch_size))
     return spark.createDataFrame(rdd, consent_schema(), verifySchema=False)
 
