@@ -27,6 +27,6 @@ setup(
         "cryptography>=44",
         "pyzipper==0.4.0",
     ],
-    extras_require={"test": ["pytest>=8", "chispa==0.12.0", "aiosmtpd==1.4.6"]},
+    extras_require={"test": ["pytest>=8", "chispa==0.12.0", "aiosmtpd==1.4.6", "confluent-kafka==2.16.1"]},
     entry_points={"console_scripts": ["cqube-spark=cqube_spark.cli:main"]},
 )
