@@ -25,6 +25,9 @@ COLUMNS = ("tag", "request_id", "job_id", "status", "request_data", "requested_b
            "dt_job_submitted", "download_urls", "dt_file_created", "dt_job_completed", "execution_time",
            "err_message", "iteration", "encryption_key", "batch_number", "processed_batches")
 
+# request_data as text: parsed (and validated) by the job, never by the driver library
+SELECT_COLUMNS = ", ".join("request_data::text AS request_data" if c == "request_data" else c for c in COLUMNS)
+
 
 @dataclass
 class JobRequest:
@@ -91,10 +94,10 @@ def _row(cur, rec) -> JobRequest:
 def get(conn, request_id_: str, tag: str | None = None) -> JobRequest | None:
     with conn, conn.cursor() as cur:
         if tag is None:
-            cur.execute(f"SELECT {', '.join(COLUMNS)} FROM job_request WHERE request_id = %s "
+            cur.execute(f"SELECT {SELECT_COLUMNS} FROM job_request WHERE request_id = %s "
                         "ORDER BY dt_job_submitted DESC LIMIT 1", (request_id_,))
         else:
-            cur.execute(f"SELECT {', '.join(COLUMNS)} FROM job_request WHERE tag = %s AND request_id = %s",
+            cur.execute(f"SELECT {SELECT_COLUMNS} FROM job_request WHERE tag = %s AND request_id = %s",
                         (tag, request_id_))
         rec = cur.fetchone()
         return _row(cur, rec) if rec else None
@@ -160,7 +163,7 @@ def pending(conn, job_id: str, max_iterations: int) -> list[JobRequest]:
     (callers hold the job lock, so no other run is working on them)."""
     with conn, conn.cursor() as cur:
         cur.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM job_request WHERE job_id = %s AND "
+            f"SELECT {SELECT_COLUMNS} FROM job_request WHERE job_id = %s AND "
             "(status IN (%s, %s) OR (status = %s AND iteration < %s)) "
             "ORDER BY dt_job_submitted, tag, request_id",
             (job_id, SUBMITTED, PROCESSING, FAILED, max_iterations))
