@@ -1,0 +1,1 @@
+"""Intake: emission zips → safety checks → manifest → fingerprint → input/ copy → file_tracker → validation."""

@@ -1,0 +1,160 @@
+"""Great Expectations suites compiled from a source spec, run on Spark (ephemeral context, whole-dataframe batch).
+
+The validated frame is a file's structurally sound rows (no blank line, right column count) with each
+column twice: the raw text (``<col>``, NULL tokens already NULL) and the typed value (``__t_<col>``). Each
+expectation mirrors one row-level rule, so its ``unexpected_count`` equals the rule's count for that column:
+
+=====================  ===================================================================
+rule                   expectation
+=====================  ===================================================================
+mandatory_missing      expect_column_values_to_not_be_null(<col>)
+type_mismatch          expect_column_values_to_not_be_null(__t_<col>, row_condition <col> IS NOT NULL)
+max_length             expect_column_value_lengths_to_be_between(<col>, max_value=max_length)
+pattern_mismatch       expect_column_values_to_match_regex(<col>, pattern)
+out_of_domain          expect_column_values_to_be_in_set(__t_<col>, domain) / _to_be_between(min, max)
+invalid_latlong        expect_column_values_to_be_between(__t_lat, 6, 38) and (__t_long, 68, 98)
+(keys)                 expect_compound_columns_to_be_unique(keys) (informative: duplicates are
+                       resolved by the dedupe step, identical ones are not errors)
+=====================  ===================================================================
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+from cqube_spark.quality.rules import INDIA_LAT, INDIA_LON, safe_name, typed_name
+from cqube_spark.quality.spec import SourceSpec
+
+_CONTEXT: Any = None
+
+
+def _gx():
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no usage events leave the machine
+    import great_expectations as gx
+
+    for name in ("great_expectations", "great_expectations._docs_decorators"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return gx
+
+
+def context():
+    """One ephemeral GE context per process (creating one costs a second)."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        gx = _gx()
+        _CONTEXT = gx.get_context(mode="ephemeral")
+        try:
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            _CONTEXT.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        except Exception:  # noqa: BLE001 - cosmetic only
+            pass
+    return _CONTEXT
+
+
+def rule_of(expectation_type: str, kwargs: dict) -> str:
+    return kwargs.get("meta_rule") or expectation_type
+
+
+def compile_suite(spec: SourceSpec, include_keys: bool = True):
+    """An ExpectationSuite for a spec; every expectation carries ``meta = {rule, column}``."""
+    gx = _gx()
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name=f"{spec.name}")
+    latlong = {c for chk in spec.checks if chk["rule"] == "latlong_valid" for c in chk.get("columns", [])}
+
+    def add(exp, rule: str, column: str):
+        exp.meta = {"rule": rule, "column": column}
+        suite.add_expectation(exp)
+
+    for c in spec.active_columns:
+        raw, typed = safe_name(c.name), typed_name(c.name)
+        if c.mandatory:
+            add(gxe.ExpectColumnValuesToNotBeNull(column=raw), "mandatory_missing", c.name)
+        if c.type != "string":
+            add(gxe.ExpectColumnValuesToNotBeNull(column=typed, row_condition=f"`{raw}` IS NOT NULL",
+                                                  condition_parser="spark"), "type_mismatch", c.name)
+        if c.max_length:
+            add(gxe.ExpectColumnValueLengthsToBeBetween(column=raw, max_value=c.max_length), "max_length", c.name)
+        if c.pattern:
+            add(gxe.ExpectColumnValuesToMatchRegex(column=raw, regex=c.pattern), "pattern_mismatch", c.name)
+        if c.domain is not None:
+            add(gxe.ExpectColumnValuesToBeInSet(column=typed, value_set=list(c.domain)), "out_of_domain", c.name)
+        if (c.min is not None or c.max is not None) and c.name not in latlong:
+            add(gxe.ExpectColumnValuesToBeBetween(column=typed, min_value=c.min, max_value=c.max),
+                "out_of_domain", c.name)
+    for chk in spec.checks:
+        if chk["rule"] == "latlong_valid":
+            lat, lon = chk["columns"][:2]
+            add(gxe.ExpectColumnValuesToBeBetween(column=typed_name(lat), min_value=INDIA_LAT[0],
+                                                  max_value=INDIA_LAT[1]), "invalid_latlong", lat)
+            add(gxe.ExpectColumnValuesToBeBetween(column=typed_name(lon), min_value=INDIA_LON[0],
+                                                  max_value=INDIA_LON[1]), "invalid_latlong", lon)
+        elif chk["rule"] == "marks_not_above_max" and chk.get("max_column"):
+            add(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=typed_name(chk["max_column"]),
+                                                            column_B=typed_name(chk["column"]), or_equal=True,
+                                                            ignore_row_if="either_value_is_missing"),
+                "marks_above_max", chk["column"])
+    if include_keys:
+        keys = [typed_name(k) for k in spec.keys]
+        exp = (gxe.ExpectColumnValuesToBeUnique(column=keys[0]) if len(keys) == 1
+               else gxe.ExpectCompoundColumnsToBeUnique(column_list=keys))
+        add(exp, "unique_key", ",".join(spec.keys))
+    return suite
+
+
+def run_suite(df, spec: SourceSpec, suite=None, result_format: str = "BASIC") -> dict:
+    """Validate a frame; returns a JSON-able dict: success, statistics, per-expectation results."""
+    ctx = context()
+    name = f"cqube_{spec.name}"
+    try:
+        ds = ctx.data_sources.get(name)
+    except (KeyError, ValueError, Exception):  # noqa: BLE001 - GE raises its own not-found errors
+        ds = ctx.data_sources.add_spark(name=name)
+    try:
+        asset = ds.get_asset(spec.name)
+    except (LookupError, Exception):  # noqa: BLE001
+        asset = ds.add_dataframe_asset(name=spec.name)
+    try:
+        bd = asset.get_batch_definition("whole")
+    except (KeyError, Exception):  # noqa: BLE001
+        bd = asset.add_batch_definition_whole_dataframe("whole")
+    batch = bd.get_batch(batch_parameters={"dataframe": df})
+    suite = suite or compile_suite(spec)
+    res = batch.validate(suite, result_format={"result_format": result_format,
+                                               "partial_unexpected_count": 0,
+                                               "include_unexpected_rows": False})
+    results = []
+    for r in res.results:
+        cfg = r.expectation_config
+        meta = cfg.meta or {}
+        result = r.result or {}
+        results.append({
+            "expectation": cfg.type,
+            "rule": meta.get("rule"),
+            "column": meta.get("column"),
+            "kwargs": {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id",)},
+            "success": bool(r.success),
+            "element_count": result.get("element_count"),
+            "unexpected_count": result.get("unexpected_count"),
+            "unexpected_percent": result.get("unexpected_percent"),
+            "exception": (r.exception_info or {}).get("exception_message")
+            if isinstance(r.exception_info, dict) and r.exception_info.get("raised_exception") else None,
+        })
+    stats = dict(res.statistics or {})
+    return json.loads(json.dumps({"suite": suite.name, "success": bool(res.success), "statistics": stats,
+                                  "results": results}, default=str))
+
+
+def counts_by_rule(result: dict) -> dict[tuple[str, str], int]:
+    """(rule, column) → unexpected count, summed over the expectations of that rule and column."""
+    out: dict[tuple[str, str], int] = {}
+    for r in result["results"]:
+        if r["rule"] in (None, "unique_key"):
+            continue
+        k = (r["rule"], r["column"])
+        out[k] = out.get(k, 0) + int(r["unexpected_count"] or 0)
+    return out

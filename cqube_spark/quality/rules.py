@@ -1,0 +1,243 @@
+"""Row-level rules compiled from a source spec into Spark column expressions (one pass, no UDFs).
+
+Input: a frame of raw lines ``(_file, _line, value)`` (header already removed, trailing CR stripped).
+:func:`parse` splits each line on the spec's delimiter (a quote-aware ``from_csv`` for quoted sources),
+strips surrounding double quotes, maps the null tokens to NULL and types every active column with
+``try_cast`` semantics. :func:`with_violations` adds ``_violations: array<struct<rule, column, reason>>``
+computed for all rules at once; rows with an empty array are valid.
+
+Rule names (see configs/sources/README.md): column_count, blank_line, control_characters,
+mandatory_missing, type_mismatch, max_length, pattern_mismatch, out_of_domain, unknown_foreign_key,
+marks_above_max, invalid_latlong, weights_sum (file-level, per row of the weighted set).
+"""
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+from pyspark.sql import Column as SparkColumn
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from cqube_spark.quality.spec import SourceSpec
+
+INDIA_LAT = (6.0, 38.0)
+INDIA_LON = (68.0, 98.0)
+# C0 controls except TAB? No: TAB is not a valid character in these delimited files either. Keep LF/CR
+# out (they cannot appear inside a line), flag DEL and U+FFFD (bytes that were not valid UTF-8).
+CONTROL_CHARS = "[\\x00-\\x09\\x0B\\x0C\\x0E-\\x1F\\x7F\\uFFFD]"
+TYPED_PREFIX = "__t_"
+VIOLATIONS = "_violations"
+RAW = "_raw"
+META = ["_file", "_line"]
+
+
+def safe_name(name: str) -> str:
+    """A Delta/Parquet-safe column name (spaces and ,;{}()= become underscores)."""
+    return re.sub(r"[ ,;{}()\n\t=]", "_", name.strip())
+
+
+def typed_name(name: str) -> str:
+    return TYPED_PREFIX + safe_name(name)
+
+
+def spark_type(t: str) -> str:
+    return {"int": "int", "long": "bigint", "double": "double", "string": "string", "boolean": "boolean",
+            "date": "date", "timestamp": "timestamp"}.get(t, t)
+
+
+def cast_expr(raw: SparkColumn, col) -> SparkColumn:
+    """``try_cast``-style typing: NULL when the text is not a value of the declared type."""
+    t = col.type
+    if t == "string":
+        return raw
+    if t in ("date", "timestamp") and col.format:
+        ts = F.try_to_timestamp(raw, F.lit(col.format))
+        return F.to_date(ts) if t == "date" else ts
+    return raw.try_cast(spark_type(t))
+
+
+def _lit_list(values) -> list:
+    return list(values)
+
+
+def _violation(rule: str, column: str | None, reason: SparkColumn | str) -> SparkColumn:
+    reason_col = reason if isinstance(reason, SparkColumn) else F.lit(reason)
+    return F.struct(F.lit(rule).alias("rule"), F.lit(column).cast("string").alias("column"),
+                    reason_col.cast("string").alias("reason"))
+
+
+def _short(c: SparkColumn, n: int = 60) -> SparkColumn:
+    return F.coalesce(F.substring(c, 1, n), F.lit("NULL"))
+
+
+def parse(lines: DataFrame, spec: SourceSpec) -> DataFrame:
+    """Split the raw line into the spec's columns (strings, NULL tokens → NULL) and type the active ones.
+
+    Keeps ``_file``, ``_line`` (and any other meta columns), adds ``_raw`` (the line) and ``_ncols``.
+    """
+    n = len(spec.columns)
+    delim = re.escape(spec.delimiter)
+    value = F.col("value")
+    if spec.quote:
+        schema = ", ".join(f"`c{i}` STRING" for i in range(n))
+        parsed = F.from_csv(value, schema, {"sep": spec.delimiter, "nullValue": "\u0000none", "mode": "PERMISSIVE"})
+        fields = [parsed[f"c{i}"] for i in range(n)]
+        ncols = F.size(F.split(F.regexp_replace(value, '"(?:[^"]|"")*"', ""), delim, -1))
+    else:
+        arr = F.split(value, delim, -1)
+        fields = [F.get(arr, i) for i in range(n)]
+        ncols = F.size(arr)
+    nulls = [v for v in spec.null_values]
+    out = [c for c in lines.columns if c != "value"] + [value.alias(RAW), ncols.alias("_ncols")]
+    raw_cols = []
+    for c, f in zip(spec.columns, fields):
+        if not spec.quote:  # strip one pair of surrounding double quotes ("ManagementId")
+            f = F.when(f.startswith('"') & f.endswith('"') & (F.length(f) >= 2),
+                       f.substr(F.lit(2), F.length(f) - 2)).otherwise(f)
+        f = F.when(f.isin(nulls), F.lit(None).cast("string")).otherwise(f) if nulls else f
+        raw_cols.append(f.alias(safe_name(c.name)))
+    df = lines.select(*out, *raw_cols)
+    typed = [cast_expr(F.col(safe_name(c.name)), c).alias(typed_name(c.name)) for c in spec.active_columns]
+    return df.select("*", *typed)
+
+
+def with_references(df: DataFrame, spec: SourceSpec, refs: Mapping[str, DataFrame]) -> DataFrame:
+    """Join the lookups the rules need: ``__fk_<i>`` (reference exists) and ``__max_<i>`` (max_from value).
+
+    ``refs`` maps ``"<source>.<column>"`` to a one-column frame of that table's values (column ``v``); a missing
+    entry means the referenced table does not exist yet and the rule is skipped (reported by the caller).
+    """
+    for i, fk in enumerate(spec.foreign_keys):
+        ref = refs.get(f"{fk['references']['source']}.{fk['references']['column']}")
+        if ref is None or not spec.column(fk["column"]).active:
+            continue
+        t = spec.column(fk["column"]).type
+        right = F.broadcast(ref.select(F.col("v").cast(spark_type(t)).alias(f"__fkv_{i}")).distinct()
+                            .withColumn(f"__fk_{i}", F.lit(True)))
+        df = (df.join(right, df[typed_name(fk["column"])] == right[f"__fkv_{i}"], "left").drop(f"__fkv_{i}"))
+    for i, chk in enumerate(spec.checks):
+        mf = chk.get("max_from")
+        if chk["rule"] != "marks_not_above_max" or not mf:
+            continue
+        ref = refs.get(f"{mf['source']}.{mf['column']}")
+        if ref is None:
+            continue
+        keys = list(mf["key"])
+        right = F.broadcast(ref.groupBy(*[F.col(k).alias(f"__mk_{i}_{j}") for j, k in enumerate(keys)])
+                            .agg(F.max(F.col("v").cast("double")).alias(f"__max_{i}")))
+        cond = [df[typed_name(k)] == right[f"__mk_{i}_{j}"] for j, k in enumerate(keys)]
+        df = df.join(right, cond, "left").drop(*[f"__mk_{i}_{j}" for j in range(len(keys))])
+    return df
+
+
+def violation_exprs(spec: SourceSpec, available: set[str]) -> list[SparkColumn]:
+    """One nullable struct per (rule, column); NULL when the rule holds for the row."""
+    out: list[SparkColumn] = []
+    latlong_cols = {c for chk in spec.checks if chk["rule"] == "latlong_valid" for c in chk.get("columns", [])}
+    for c in spec.active_columns:
+        raw, typed = F.col(safe_name(c.name)), F.col(typed_name(c.name))
+        if c.mandatory:
+            out.append(F.when(raw.isNull(), _violation("mandatory_missing", c.name, "missing mandatory value")))
+        out.append(F.when(raw.isNotNull() & typed.isNull(),
+                          _violation("type_mismatch", c.name,
+                                     F.concat(F.lit(f"expected {c.type}, got '"), _short(raw), F.lit("'")))))
+        if c.max_length:
+            out.append(F.when(F.length(raw) > c.max_length,
+                              _violation("max_length", c.name,
+                                         F.concat(F.lit("length "), F.length(raw).cast("string"),
+                                                  F.lit(f" > {c.max_length}")))))
+        if c.pattern:
+            out.append(F.when(raw.isNotNull() & ~raw.rlike(c.pattern),
+                              _violation("pattern_mismatch", c.name,
+                                         F.concat(F.lit("'"), _short(raw), F.lit(f"' does not match {c.pattern}")))))
+        if c.domain is not None:
+            out.append(F.when(typed.isNotNull() & ~typed.isin(_lit_list(c.domain)),
+                              _violation("out_of_domain", c.name,
+                                         F.concat(F.lit("'"), _short(raw),
+                                                  F.lit(f"' not in {list(c.domain)}")))))
+        if (c.min is not None or c.max is not None) and c.name not in latlong_cols:
+            cond = F.lit(False)
+            if c.min is not None:
+                cond = cond | (typed < F.lit(c.min))
+            if c.max is not None:
+                cond = cond | (typed > F.lit(c.max))
+            out.append(F.when(typed.isNotNull() & cond,
+                              _violation("out_of_domain", c.name,
+                                         F.concat(F.lit("'"), _short(raw),
+                                                  F.lit(f"' outside [{c.min}, {c.max}]")))))
+    for i, fk in enumerate(spec.foreign_keys):
+        if f"__fk_{i}" not in available:
+            continue
+        col = fk["column"]
+        ref = fk["references"]
+        out.append(F.when(F.col(typed_name(col)).isNotNull() & F.col(f"__fk_{i}").isNull(),
+                          _violation("unknown_foreign_key", col,
+                                     F.concat(F.lit("'"), _short(F.col(safe_name(col))),
+                                              F.lit(f"' not in {ref['source']}.{ref['column']}")))))
+    for i, chk in enumerate(spec.checks):
+        rule = chk["rule"]
+        if rule == "latlong_valid":
+            lat, lon = chk["columns"][:2]
+            tl, tg = F.col(typed_name(lat)), F.col(typed_name(lon))
+            bad = ((tl.isNotNull() & ~tl.between(*INDIA_LAT)) | (tg.isNotNull() & ~tg.between(*INDIA_LON)))
+            out.append(F.when(bad, _violation("invalid_latlong", f"{lat},{lon}",
+                                              F.concat(F.lit("("), _short(F.col(safe_name(lat))), F.lit(", "),
+                                                       _short(F.col(safe_name(lon))),
+                                                       F.lit(") outside India (6..38 N, 68..98 E)")))))
+        elif rule == "marks_not_above_max":
+            obtained = F.col(typed_name(chk["column"])).cast("double")
+            if chk.get("max_column"):
+                mx = F.col(typed_name(chk["max_column"])).cast("double")
+                src = chk["max_column"]
+            elif f"__max_{i}" in available:
+                mx = F.col(f"__max_{i}")
+                src = f"{chk['max_from']['source']}.{chk['max_from']['column']}"
+            else:
+                continue
+            out.append(F.when(obtained.isNotNull() & mx.isNotNull() & (obtained > mx),
+                              _violation("marks_above_max", chk["column"],
+                                         F.concat(F.lit("marks "), obtained.cast("string"), F.lit(" > max "),
+                                                  mx.cast("string"), F.lit(f" ({src})")))))
+        elif rule == "weights_sum" and "__wsum" in available:
+            where = chk.get("where") or {}
+            cond = F.lit(True)
+            for k, v in where.items():
+                cond = cond & (F.col(typed_name(k)) == F.lit(v))
+            out.append(F.when(cond & (F.abs(F.col("__wsum") - F.lit(float(chk.get("total", 100)))) > 1e-6),
+                              _violation("weights_sum", chk["column"],
+                                         F.concat(F.lit("sum of active weights "), F.col("__wsum").cast("string"),
+                                                  F.lit(f" != {chk.get('total', 100)}")))))
+    return out
+
+
+def with_violations(df: DataFrame, spec: SourceSpec) -> DataFrame:
+    """Add ``_violations`` (structural rules first; when a line is blank or has the wrong number of columns,
+    that is its only violation) and drop the lookup helper columns."""
+    for chk in spec.checks:
+        if chk["rule"] == "weights_sum":
+            where = chk.get("where") or {}
+            cond = F.lit(True)
+            for k, v in where.items():
+                cond = cond & (F.col(typed_name(k)) == F.lit(v))
+            df = df.withColumn("__wsum", F.sum(F.when(cond, F.col(typed_name(chk["column"])).cast("double"))
+                                               .otherwise(0.0)).over(Window.partitionBy("_file")))
+    available = set(df.columns)
+    n = len(spec.columns)
+    raw = F.col(RAW)
+    blank = F.trim(raw) == ""
+    wrong_count = F.col("_ncols") != n
+    structural = (F.when(blank, F.array(_violation("blank_line", None, "blank line")))
+                  .when(wrong_count, F.array(_violation(
+                      "column_count", None,
+                      F.concat(F.lit("expected "), F.lit(n), F.lit(" columns, got "), F.col("_ncols").cast("string"))))))
+    control = F.when(raw.rlike(CONTROL_CHARS), _violation("control_characters", None,
+                                                          "control or invalid (non UTF-8) characters in the line"))
+    rows = F.array_compact(F.array(control, *violation_exprs(spec, available)))
+    helpers = [c for c in df.columns if c.startswith("__fk_") or c.startswith("__max_") or c == "__wsum"]
+    return df.withColumn(VIOLATIONS, F.coalesce(structural, rows)).drop(*helpers, "_ncols")
+
+
+def validate(lines: DataFrame, spec: SourceSpec, refs: Mapping[str, DataFrame] | None = None) -> DataFrame:
+    """parse → lookups → violations (the whole row-level validation of a batch of lines)."""
+    return with_violations(with_references(parse(lines, spec), spec, refs or {}), spec)

@@ -1,0 +1,1 @@
+"""Per-source transforms a spec cannot express (pure DataFrame → DataFrame)."""
