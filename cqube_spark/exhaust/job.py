@@ -42,8 +42,23 @@ class NoDataFound(Exception):
     pass
 
 
-def params_with_defaults(params: dict[str, Any]) -> dict[str, Any]:
-    return {**DEFAULTS, **params}
+def params_with_defaults(params: dict[str, Any], source: str = "modelParams") -> dict[str, Any]:
+    """Defaults + the config's modelParams, checked for consistency (labels that exist, known columns)."""
+    from cqube_spark.config import ConfigError
+
+    p = {**DEFAULTS, **params}
+    labels = set(p["label_mapping"].values())
+    for name in ("order_of_csv_column", "sort", "quote_column"):
+        for i, label in enumerate(p.get(name, [])):
+            if label not in labels:
+                raise ConfigError(source, f"$.modelParams.{name}[{i}]", f"{label!r} is not a label of label_mapping")
+    known = {"user_id", "program_name", "program_externalId", "user_type", "user_sub_type", "organisation_name",
+             *report.CONSENT_COLUMNS, *p["user_locations_columns"]}
+    for key in p["label_mapping"]:
+        if key not in known:
+            raise ConfigError(source, f"$.modelParams.label_mapping.{key}",
+                              f"unknown column (known: {', '.join(sorted(known))})")
+    return p
 
 
 def short_reason(e: BaseException) -> str:
@@ -139,7 +154,7 @@ def process(ctx, req: requests.JobRequest, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(ctx) -> dict[str, Any]:
-    p = params_with_defaults(ctx.params)
+    p = params_with_defaults(ctx.params, ctx.config.source)
     log = ctx.log
     counters: dict[str, Any] = {"rows": 0, "requests": 0, "success": 0, "failed": 0, "results": []}
     with requests.connect() as conn:

@@ -27,24 +27,41 @@ def consent_args(c: Mapping[str, Any]) -> tuple:
             c.get("status", "ACTIVE"), c.get("created_on"), c.get("last_updated_on"))
 
 
-def insert_enrollments(session, rows: Iterable[Mapping[str, Any]], concurrency: int = 64) -> int:
-    from cassandra.concurrent import execute_concurrent_with_args
+def _insert(session, cql: str, args, concurrency: int, batch_rows: int) -> int:
+    """Prepared inserts, ``batch_rows`` rows per UNLOGGED batch (rows of one partition make one mutation;
+    on a single node a multi-partition batch only saves round trips), sent concurrently."""
+    from cassandra.concurrent import execute_concurrent
+    from cassandra.query import BatchStatement, BatchType
 
-    stmt = session.prepare(ENROLL_CQL)
-    results = execute_concurrent_with_args(session, stmt, (enrollment_args(r) for r in rows),
-                                           concurrency=concurrency, raise_on_first_error=True,
-                                           results_generator=True)
-    return sum(1 for _ in results)
+    stmt = session.prepare(cql)
+    count = 0
+
+    def statements():
+        nonlocal count
+        batch, n = BatchStatement(batch_type=BatchType.UNLOGGED), 0
+        for a in args:
+            batch.add(stmt, a)
+            n += 1
+            count += 1
+            if n == batch_rows:
+                yield batch, ()
+                batch, n = BatchStatement(batch_type=BatchType.UNLOGGED), 0
+        if n:
+            yield batch, ()
+
+    for _ in execute_concurrent(session, statements(), concurrency=concurrency, raise_on_first_error=True,
+                                results_generator=True):
+        pass
+    return count
 
 
-def insert_consents(session, rows: Iterable[Mapping[str, Any]], concurrency: int = 64) -> int:
-    from cassandra.concurrent import execute_concurrent_with_args
+def insert_enrollments(session, rows: Iterable[Mapping[str, Any]], concurrency: int = 16,
+                       batch_rows: int = 20) -> int:
+    return _insert(session, ENROLL_CQL, (enrollment_args(r) for r in rows), concurrency, batch_rows)
 
-    stmt = session.prepare(CONSENT_CQL)
-    results = execute_concurrent_with_args(session, stmt, (consent_args(r) for r in rows),
-                                           concurrency=concurrency, raise_on_first_error=True,
-                                           results_generator=True)
-    return sum(1 for _ in results)
+
+def insert_consents(session, rows: Iterable[Mapping[str, Any]], concurrency: int = 16, batch_rows: int = 20) -> int:
+    return _insert(session, CONSENT_CQL, (consent_args(r) for r in rows), concurrency, batch_rows)
 
 
 def put_users(client, users: Iterable[Mapping[str, Any]], cipher: PiiCipher, prefix: str = "user:",

@@ -17,14 +17,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from typing import Iterable, Iterator, Sequence
 
 from cqube_spark.exhaust.settings import CassandraSettings
 
 MIN_TOKEN, MAX_TOKEN = -(2 ** 63), 2 ** 63 - 1
-ENROLLMENT_COLUMNS = ("program_id", "program_externalid", "program_name", "pii_consent_required", "user_id",
-                      "user_locations", "organisation_id", "organisation_name", "user_sub_type", "user_type",
-                      "created_at", "updated_at")
 UTC = dt.timezone.utc
 
 
@@ -94,12 +92,25 @@ def _session(conf: CassandraSettings, fetch_size: int):
     return cluster, session
 
 
+SAFE_KEY = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def enrollment_cql(location_keys: Sequence[str]) -> str:
+    """The partition read; map entries are selected server-side (``user_locations['k']``: cheaper to decode
+    than the whole map). Keys are checked identifiers (allowlisted by the request validation)."""
+    for k in location_keys:
+        if not SAFE_KEY.match(k):
+            raise ValueError(f"unsafe user_locations key {k!r}")
+    locs = "".join(f", user_locations['{k}']" for k in location_keys)
+    return ("SELECT program_externalid, program_name, pii_consent_required, user_id, organisation_id, "
+            "organisation_name, user_sub_type, user_type, created_at, updated_at" + locs +
+            " FROM sunbird_programs.program_enrollment WHERE program_id = ?")
+
+
 def read_enrollment_slices(conf: CassandraSettings, program_id: str, location_keys: Sequence[str],
                            fetch_size: int = 5000):
     """mapPartitions function: (lo, hi) user_id slices of one program → enrollment tuples."""
-    cols = ", ".join(ENROLLMENT_COLUMNS)
-    base = f"SELECT {cols} FROM sunbird_programs.program_enrollment WHERE program_id = ?"
-    keys = tuple(location_keys)
+    base = enrollment_cql(location_keys)
 
     def fn(slices: Iterable[tuple[str | None, str | None]]) -> Iterator[tuple]:
         slices = list(slices)
@@ -115,9 +126,7 @@ def read_enrollment_slices(conf: CassandraSettings, program_id: str, location_ke
                     prepared[shape] = session.prepare(cql)
                 args = [program_id] + [v for v in (lo, hi) if v is not None]
                 for r in session.execute(prepared[shape], args):
-                    locs = r[5] or {}
-                    yield (r[0], r[1], r[2], r[3], r[4], r[6], r[7], r[8], r[9], _date(r[10]), _date(r[11]),
-                           *[locs.get(k) for k in keys])
+                    yield (program_id, *r[:8], _date(r[8]), _date(r[9]), *r[10:])
         finally:
             cluster.shutdown()
 

@@ -101,3 +101,15 @@ def test_request_id_changes_with_each_part(change):
     def rid(p):
         return request_id(p["tag"], "program-user-exhaust", p["requested_by"], p["channel"], p["day"], p["data"])
     assert rid(base) != rid({**base, **change})
+
+
+def test_job_params_are_checked_for_consistency():
+    from cqube_spark.config import ConfigError
+    from cqube_spark.exhaust.job import params_with_defaults
+
+    base = {"label_mapping": {"user_id": "User UUID"}, "order_of_csv_column": ["User UUID"]}
+    assert params_with_defaults(base)["maxIterations"] == 3
+    with pytest.raises(ConfigError, match=r"sort\[0\].*'District' is not a label"):
+        params_with_defaults({**base, "sort": ["District"]})
+    with pytest.raises(ConfigError, match="label_mapping.password.*unknown column"):
+        params_with_defaults({**base, "label_mapping": {"user_id": "User UUID", "password": "P"}})
