@@ -1,0 +1,98 @@
+"""Pure parts of the program-user-events job: settings, config, CQL, write grouping, error lines."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from cqube_spark.config import ConfigError, apply_params, load_job_config
+from cqube_spark.runner import MODELS, resolve_config_path
+from cqube_spark.streaming import job, sink
+
+
+def test_model_is_registered_and_config_is_valid():
+    assert MODELS["program-user-events"] == "cqube_spark.streaming.job"
+    cfg = load_job_config(resolve_config_path("program-user-events"))
+    assert cfg.model == "program-user-events"
+    assert cfg.model_params["continuous"] is False
+    assert apply_params(cfg, ["continuous=true"]).model_params["continuous"] is True
+    assert apply_params(cfg, ["topic=prod.ml.programUsers.raw"]).model_params["topic"] == "prod.ml.programUsers.raw"
+
+
+@pytest.mark.parametrize("param, where", [
+    ("continuous=yes", "$.modelParams.continuous"),
+    ("maxOffsetsPerTrigger=-1", "$.modelParams.maxOffsetsPerTrigger"),
+    ("keyspace=bad-name", "$.modelParams.keyspace"),
+    ("topc=x", "$.modelParams"),
+])
+def test_bad_params_are_config_errors(param, where):
+    cfg = load_job_config(resolve_config_path("program-user-events"))
+    with pytest.raises(ConfigError) as err:
+        apply_params(cfg, [param])
+    assert err.value.path == where
+
+
+def test_resolve_defaults_from_environment_and_lake():
+    s = job.resolve({}, "/data/lake", env={})
+    assert s.topic == "dev.ml.programUsers.raw"
+    assert s.bootstrap == "127.0.0.1:9092"
+    assert s.checkpoint == "/data/lake/checkpoints/program-user-events"
+    assert s.dead_letters == "/data/lake/dead_letter/program_user_events"
+    assert s["startingOffsets"] == "earliest" and s["continuous"] is False
+
+    s = job.resolve({"maxOffsetsPerTrigger": 5}, "s3a://bucket/lake",
+                    env={"CQUBE_ENV": "staging", "CQUBE_KAFKA_BOOTSTRAP": "k1:9092,k2:9092"})
+    assert (s.topic, s.bootstrap) == ("staging.ml.programUsers.raw", "k1:9092,k2:9092")
+    assert s.checkpoint == "s3a://bucket/lake/checkpoints/program-user-events"
+    assert s["maxOffsetsPerTrigger"] == 5
+
+    s = job.resolve({"topic": "t", "bootstrapServers": "b:1", "checkpointLocation": "/cp",
+                     "deadLetterLocation": "/dl"}, "/lake", env={"CQUBE_ENV": "x"})
+    assert (s.topic, s.bootstrap, s.checkpoint, s.dead_letters) == ("t", "b:1", "/cp", "/dl")
+
+
+def test_insert_cql_uses_the_exhaust_columns_and_event_time():
+    cql = sink.insert_cql("sunbird_programs", "program_enrollment")
+    assert cql.startswith("INSERT INTO sunbird_programs.program_enrollment (program_id, program_externalid, ")
+    assert cql.endswith("USING TIMESTAMP ?")
+    assert cql.count("?") == 13
+    with pytest.raises(ValueError):
+        sink.insert_cql("ks; DROP TABLE x", "t")
+
+
+def _row(program, user, locations=None):
+    return (program, "ext", "name", True, user, locations, "org", "Org", "hm", "administrator",
+            dt.date(2024, 1, 1), dt.date(2024, 1, 2), 1)
+
+
+def test_row_args_map_and_empty_map():
+    assert sink.row_args(_row("p", "u", {"state_name": "KA"}))[5] == {"state_name": "KA"}
+    assert sink.row_args(_row("p", "u", {}))[5] is None
+    assert len(sink.row_args(_row("p", "u"))) == 13
+
+
+def test_group_rows_batches_one_program_at_a_time():
+    rows = [_row("p1", f"u{i}") for i in range(5)] + [_row("p2", "u9")] + [_row("p3", "a"), _row("p3", "b")]
+    groups = list(sink.group_rows(rows, batch_size=2))
+    assert [[(a[0], a[4]) for a in g] for g in groups] == [
+        [("p1", "u0"), ("p1", "u1")], [("p1", "u2"), ("p1", "u3")], [("p1", "u4")], [("p2", "u9")],
+        [("p3", "a"), ("p3", "b")]]
+    assert list(sink.group_rows([], 10)) == []
+
+
+def test_failure_line_prefers_the_write_failure():
+    text = ("StreamingQueryException: [STREAM_FAILED] ...\n  File x\n"
+            "cqube_spark.streaming.job.WriteFailed: micro-batch 3: Cassandra write failed after 1 attempt(s): "
+            "NoHostAvailable: ('Unable to connect to any servers', {...})\n  at ...")
+    assert job.failure_line(Exception(text)).startswith("WriteFailed: micro-batch 3: Cassandra write failed")
+    assert job.short_reason(Exception("boom\nmore")) == "Exception: boom"
+    assert "NoHostAvailable" in job.short_reason(Exception("x\n  cassandra.cluster.NoHostAvailable: (...)"))
+
+
+def test_totals_counters_are_json():
+    t = job.Totals(batches=2, input=10, valid=8, upserted=7, superseded_in_batch=1, dead_letters=2,
+                   reasons={"missing_user_id": 1, "malformed_json": 1})
+    c = t.as_counters()
+    assert c["rows"] == 10 and list(c["dead_letter_reasons"]) == ["malformed_json", "missing_user_id"]
+    json.dumps(c)
