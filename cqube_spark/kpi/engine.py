@@ -1,0 +1,460 @@
+"""The generic rollup engine: one KPI spec × every level × every period, in three aggregations.
+
+Input: a *fact* frame from a prep transform (:mod:`cqube_spark.kpi.prep`) with ``<base>_id`` (``school_id``
+for most KPIs), ``date`` (NULL for undated snapshots), the spec's fact breakdown columns, the measure input
+columns and ``_file`` (lineage). Output: the gold frame, all levels and periods in one table.
+
+1. **bucket** (one pass over the fact, no explode): group by base unit × finest grain bucket × fact breakdown
+   columns (× the entity of nested distinct counts, e.g. the student), with every additive partial computed
+   once for the whole bucket and once per window by conditional aggregation (``sum(when(in_window, x))``).
+2. **base** (school × period): explode the few period memberships of each bucket row (its month, its
+   academic year, the windows it falls in) and aggregate per breakdown with GROUPING SETS; distinct counts
+   are exact here (``count(distinct student)`` per school and period). Densified KPIs get a zero row for
+   every unit of the hierarchy without data. School-level flags (e.g. CRC visit buckets) are set here.
+   The base is cached: it is the school-level output and the input of step 3.
+3. **rollup**: join the (broadcast) hierarchy and aggregate the base to cluster/block/district/state with
+   GROUPING SETS, one job per breakdown. Every measure is pooled: sums of sums, sums of counts, min of
+   mins; nested distinct counts add up (a student belongs to one school); ratios are Σnumerator/Σdenominator
+   computed at each level, never averages of lower-level ratios. ``rollup: exact`` distinct counts (e.g.
+   CRCs, who visit many schools) are recounted from the fact at every level in one extra grouping-sets pass.
+
+Schools whose parent is missing from a master have a NULL id at that level: they are left out of that
+level only. Base units that are not in the hierarchy at all are left out (see the exceptions KPI).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from functools import reduce
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from cqube_spark.kpi import periods as P
+from cqube_spark.kpi.spec import BUILTIN_MEASURES, LEVELS, KpiSpec, Measure
+
+ALL = "all"
+
+
+# -- filters and row values -------------------------------------------------------------------------------
+
+def compile_filter(f: dict | None) -> Column:
+    """A structured filter (``{column: code, in: [1, 2]}``, ``all``/``any``/``not``) → a boolean Column."""
+    if not f:
+        return F.lit(True)
+    parts: list[Column] = []
+    if "column" in f:
+        c = F.col(f["column"])
+        if "in" in f:
+            parts.append(c.isin(list(f["in"])))
+        if "not_in" in f:
+            parts.append(~c.isin(list(f["not_in"])))
+        if "eq" in f:
+            parts.append(c == F.lit(f["eq"]))
+        if "ne" in f:
+            parts.append(c != F.lit(f["ne"]))
+        for op, fn in (("gt", c.__gt__), ("ge", c.__ge__), ("lt", c.__lt__), ("le", c.__le__)):
+            if op in f:
+                parts.append(fn(F.lit(f[op])))
+        if f.get("not_null"):
+            parts.append(c.isNotNull())
+    if "all" in f:
+        parts.append(reduce(lambda a, b: a & b, [compile_filter(x) for x in f["all"]]))
+    if "any" in f:
+        parts.append(reduce(lambda a, b: a | b, [compile_filter(x) for x in f["any"]]))
+    if "not" in f:
+        parts.append(~compile_filter(f["not"]))
+    if not parts:
+        return F.lit(True)
+    return F.coalesce(reduce(lambda a, b: a & b, parts), F.lit(False))
+
+
+def row_value(m: Measure) -> Column:
+    """The per-row contribution of a measure (NULL = no contribution)."""
+    cond = compile_filter(m.filter)
+    if m.agg == "count" or m.agg == "schools":
+        return F.when(cond, F.lit(1))
+    if m.agg == "distinct_count":
+        return F.when(cond & F.col(m.column).isNotNull(), F.lit(1))
+    if m.weights:
+        col = F.col(m.column)
+        v = reduce(lambda acc, kv: acc.when(col == F.lit(_typed(kv[0])), F.lit(float(kv[1]))),
+                   list(m.weights.items())[1:],
+                   F.when(col == F.lit(_typed(list(m.weights)[0])), F.lit(float(list(m.weights.values())[0]))))
+        return F.when(cond, v)
+    return F.when(cond, F.col(m.column))
+
+
+def _typed(key: str):
+    try:
+        return int(key)
+    except ValueError:
+        try:
+            return float(key)
+        except ValueError:
+            return key
+
+
+# -- as-of ------------------------------------------------------------------------------------------------
+
+def latest_date(fact: DataFrame) -> dt.date | None:
+    row = fact.agg(F.max("date").alias("d")).collect()[0]
+    return row["d"]
+
+
+# -- step 1 + 2: the base ---------------------------------------------------------------------------------
+
+def _slots(spec: KpiSpec) -> list[str]:
+    return ([ALL] if spec.grains else []) + list(spec.windows)
+
+
+def _partials(m: Measure) -> list[tuple[str, str]]:
+    """(suffix, combine) pairs of a measure's additive partials: combine ∈ sum | min | max | any."""
+    if m.agg in ("sum", "count"):
+        return [("", "sum")]
+    if m.agg in ("min", "max"):
+        return [("", m.agg)]
+    if m.agg == "avg":
+        return [("__s", "sum"), ("__c", "sum")]
+    if m.agg in ("distinct_count", "schools"):
+        return [("", "any")]
+    raise ValueError(m.agg)
+
+
+def bucket_aggregate(spec: KpiSpec, fact: DataFrame, as_of: dt.date | None, start_month: int = 6) -> DataFrame:
+    """Step 1: base unit × finest-grain bucket × fact breakdowns (× nested entity), partials per slot."""
+    base_id = f"{spec.base_level}_id"
+    finest = spec.grains[0] if spec.grains else None
+    date = F.col("date")
+    keys = [base_id, "_bucket", *spec.fact_breakdown_columns]
+    if spec.entity:
+        keys.append(spec.entity)
+    measures = [m for m in spec.measures if not (m.agg == "distinct_count" and m.rollup == "exact")]
+    vals = {m.name: row_value(m) for m in measures}
+    f = fact.withColumn("_bucket", P.bucket(date, finest, start_month))
+    if as_of is not None:
+        f = f.where(date.isNull() | (date <= F.lit(as_of)))
+    aggs: list[Column] = []
+    for s in _slots(spec):
+        in_s = F.lit(True) if s == ALL else P.in_window(date, s, as_of)
+        aggs.append(F.count(F.when(in_s, 1)).alias(f"_n__{s}"))
+        for m in measures:
+            v = F.when(in_s, vals[m.name])
+            if m.agg in ("sum",):
+                aggs.append(F.sum(v).alias(f"{m.name}__{s}"))
+            elif m.agg == "count":
+                aggs.append(F.count(v).alias(f"{m.name}__{s}"))
+            elif m.agg == "min":
+                aggs.append(F.min(v).alias(f"{m.name}__{s}"))
+            elif m.agg == "max":
+                aggs.append(F.max(v).alias(f"{m.name}__{s}"))
+            elif m.agg == "avg":
+                aggs += [F.sum(v).alias(f"{m.name}__s__{s}"), F.count(v).alias(f"{m.name}__c__{s}")]
+            else:      # distinct_count (nested) / schools: "has a contributing row in the slot"
+                aggs.append(F.max(v).alias(f"{m.name}__{s}"))
+    if "_files" in fact.columns:       # a prep that already aggregated its lineage
+        files = F.array_distinct(F.flatten(F.collect_list("_files")))
+    elif "_file" in fact.columns:
+        files = F.collect_set("_file")
+    else:
+        files = F.array().cast("array<string>")
+    aggs.append(files.alias("_files"))
+    return f.groupBy(*keys).agg(*aggs)
+
+
+def _period_structs(spec: KpiSpec, start_month: int) -> Column:
+    items = []
+    for g in spec.grains:
+        items.append(F.when(F.col("_bucket").isNotNull() & (F.col(f"_n__{ALL}") > 0),
+                            F.struct(F.lit(g).alias("period_type"), P.period_key(F.col("_bucket"), g, start_month)
+                                     .alias("period"), F.lit(ALL).alias("_slot"))))
+    for w in spec.windows:
+        items.append(F.when(F.col(f"_n__{w}") > 0, F.struct(F.lit("window").alias("period_type"),
+                                                            F.lit(w).alias("period"), F.lit(w).alias("_slot"))))
+    return F.filter(F.array(*items), lambda x: x.isNotNull())
+
+
+def _pick(name: str, slots: list[str]) -> Column:
+    expr = F.when(F.col("_slot") == slots[0], F.col(f"{name}__{slots[0]}"))
+    for s in slots[1:]:
+        expr = expr.when(F.col("_slot") == s, F.col(f"{name}__{s}"))
+    return expr
+
+
+def fact_parts(spec: KpiSpec) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for b in spec.breakdowns:
+        if b.fact_columns not in out:
+            out.append(b.fact_columns)
+    return out
+
+
+def gid_of(spec: KpiSpec, part: tuple[str, ...]) -> int:
+    """grouping_id() of a fact part in the base GROUPING SETS (bit set = column not grouped)."""
+    cols = list(spec.fact_breakdown_columns)
+    gid = 0
+    for i, c in enumerate(cols):
+        if c not in part:
+            gid |= 1 << (len(cols) - 1 - i)
+    return gid
+
+
+def base_aggregate(spec: KpiSpec, buckets: DataFrame, start_month: int = 6) -> DataFrame:
+    """Step 2: base unit × period × breakdown values, with exact nested distinct counts."""
+    base_id = f"{spec.base_level}_id"
+    slots = _slots(spec)
+    measures = [m for m in spec.measures if not (m.agg == "distinct_count" and m.rollup == "exact")]
+    exploded = (buckets.withColumn("_p", F.explode(_period_structs(spec, start_month)))
+                .withColumn("period_type", F.col("_p.period_type")).withColumn("period", F.col("_p.period"))
+                .withColumn("_slot", F.col("_p._slot")))
+    exploded = exploded.select(base_id, "period_type", "period", "_files", *spec.fact_breakdown_columns,
+                               *([spec.entity] if spec.entity else []),
+                               *[_pick(f"{m.name}{sfx}", slots).alias(f"{m.name}{sfx}")
+                                 for m in measures for sfx, _c in _partials(m)])
+    aggs: list[Column] = []
+    for m in measures:
+        for sfx, comb in _partials(m):
+            c = F.col(f"{m.name}{sfx}")
+            if m.agg == "distinct_count":
+                aggs.append(F.count_distinct(F.when(c == 1, F.col(m.column))).alias(m.name))
+            elif comb == "any":
+                aggs.append(F.coalesce(F.max(c), F.lit(0)).cast("long").alias(m.name))
+            elif comb == "sum":
+                aggs.append(F.sum(c).alias(f"{m.name}{sfx}"))
+            else:
+                aggs.append(getattr(F, comb)(c).alias(f"{m.name}{sfx}"))
+    aggs.append(F.array_sort(F.array_distinct(F.flatten(F.collect_list("_files")))).alias("source_files"))
+    keys = [base_id, "period_type", "period"]
+    parts = fact_parts(spec)
+    if spec.fact_breakdown_columns:
+        sets = [[*keys, *p] for p in parts]
+        base = (exploded.groupingSets(sets, *keys, *spec.fact_breakdown_columns)
+                .agg(*aggs, F.grouping_id().alias("_gid")))
+    else:
+        base = exploded.groupBy(*keys).agg(*aggs).withColumn("_gid", F.lit(0).cast("long"))
+    return base
+
+
+def densify(spec: KpiSpec, base: DataFrame, units: DataFrame) -> DataFrame:
+    """Every unit of the base level gets a row for every (period, breakdown values) seen: zeros where no data."""
+    base_id = f"{spec.base_level}_id"
+    combo_cols = ["_gid", "period_type", "period", *spec.fact_breakdown_columns]
+    combos = base.select(*combo_cols).distinct()
+    grid = units.select(base_id).distinct().crossJoin(combos)
+    cond = [grid[base_id] == base[base_id]] + [grid[c].eqNullSafe(base[c]) for c in combo_cols]
+    j = grid.join(base, cond, "left")
+    out = [grid[c] for c in [base_id, *combo_cols]]
+    for c in base.columns:
+        if c in [base_id, *combo_cols]:
+            continue
+        if c == "source_files":
+            out.append(F.coalesce(base[c], F.array().cast("array<string>")).alias(c))
+        else:
+            out.append(F.coalesce(base[c], F.lit(0)).alias(c))
+    return j.select(*out).withColumn("schools_total", F.lit(1).cast("long"))
+
+
+def add_flags(spec: KpiSpec, base: DataFrame) -> DataFrame:
+    for f in spec.flags:
+        v = F.coalesce(F.col(f.measure), F.lit(0))
+        cond = F.lit(True)
+        if f.min is not None:
+            cond = cond & (v >= F.lit(f.min))
+        if f.max is not None:
+            cond = cond & (v <= F.lit(f.max))
+        base = base.withColumn(f.name, F.when(cond, F.lit(1)).otherwise(F.lit(0)).cast("long"))
+    return base
+
+
+# -- step 3: rollup ---------------------------------------------------------------------------------------
+
+def _additive_columns(spec: KpiSpec) -> list[tuple[str, str]]:
+    """(column, combine) of every base column that rolls up."""
+    out: list[tuple[str, str]] = []
+    for m in spec.measures:
+        if m.agg == "distinct_count" and m.rollup == "exact":
+            continue
+        if m.agg in ("distinct_count", "schools"):
+            out.append((m.name, "sum"))
+        else:
+            out += [(f"{m.name}{sfx}", "sum" if comb in ("sum", "any") else comb) for sfx, comb in _partials(m)]
+    out += [(f.name, "sum") for f in spec.flags]
+    if spec.densify:
+        out.append(("schools_total", "sum"))
+    return out
+
+
+def rollup(spec: KpiSpec, base: DataFrame, hierarchy: DataFrame) -> DataFrame:
+    """Step 3: every level (school included) × period × breakdown, pooled."""
+    base_id = f"{spec.base_level}_id"
+    levels = list(spec.rollup_levels)
+    higher = [lv for lv in levels if lv != spec.base_level]
+    hier_cols = [f"{lv}_id" for lv in LEVELS[LEVELS.index(spec.base_level):]]
+    attrs = [c for c in ("school_management", "school_category") if c in spec.breakdown_columns]
+    h = hierarchy.select(*hier_cols, *attrs).dropDuplicates([base_id])
+    b = base.join(F.broadcast(h), base_id, "inner")
+    addl = _additive_columns(spec)
+    frames = []
+    for bd in spec.breakdowns:
+        rows = b.where(F.col("_gid") == gid_of(spec, bd.fact_columns))
+        lv_b = [lv for lv in levels if bd.levels is None or lv in bd.levels]
+        # base level: the base rows themselves (only for breakdowns without hierarchy attributes)
+        if spec.base_level in lv_b and not bd.attr_columns:
+            frames.append(rows.select(F.lit(spec.base_level).alias("level"), F.col(base_id).alias("id"),
+                                      "period_type", "period", *bd.columns, *[c for c, _ in addl],
+                                      "source_files").withColumn("breakdown", F.lit(bd.name)))
+        up = [lv for lv in lv_b if lv in higher]
+        if not up:
+            continue
+        keys = ["period_type", "period", *bd.columns]
+        sets = [[*keys, f"{lv}_id"] for lv in up]
+        aggs = [getattr(F, comb)(c).alias(c) for c, comb in addl]
+        level_col = reduce(lambda acc, lv: acc.when(F.grouping(f"{lv}_id") == 0, F.lit(lv)), up[1:],
+                           F.when(F.grouping(f"{up[0]}_id") == 0, F.lit(up[0])))
+        g = (rows.groupingSets(sets, *keys, *[f"{lv}_id" for lv in up])
+             .agg(*aggs, level_col.alias("level")))
+        # a unit missing from its master has a NULL id: it is not a unit, leave those rows out
+        g = g.withColumn("id", reduce(lambda acc, lv: acc.when(F.col("level") == lv, F.col(f"{lv}_id")), up[1:],
+                                      F.when(F.col("level") == up[0], F.col(f"{up[0]}_id"))))
+        g = g.where(F.col("id").isNotNull()).drop(*[f"{lv}_id" for lv in up])
+        frames.append(g.withColumn("source_files", F.lit(None).cast("array<string>"))
+                      .withColumn("breakdown", F.lit(bd.name)))
+    return reduce(lambda a, c: a.unionByName(c, allowMissingColumns=True), frames)
+
+
+def exact_distincts(spec: KpiSpec, fact: DataFrame, hierarchy: DataFrame, as_of: dt.date | None,
+                    start_month: int = 6) -> DataFrame | None:
+    """``rollup: exact`` distinct counts recounted at every level (one grouping-sets pass per breakdown)."""
+    exact = [m for m in spec.measures if m.agg == "distinct_count" and m.rollup == "exact"]
+    if not exact:
+        return None
+    base_id = f"{spec.base_level}_id"
+    levels = list(spec.rollup_levels)
+    hier_cols = [f"{lv}_id" for lv in LEVELS[LEVELS.index(spec.base_level):]]
+    attrs = [c for c in ("school_management", "school_category") if c in spec.breakdown_columns]
+    h = hierarchy.select(*hier_cols, *attrs).dropDuplicates([base_id])
+    date = F.col("date")
+    f = fact.where(date.isNull() | (date <= F.lit(as_of))) if as_of is not None else fact
+    finest = spec.grains[0] if spec.grains else None
+    items = [F.when(date.isNotNull(), F.struct(F.lit(g).alias("period_type"),
+                                               P.period_key(P.bucket(date, finest, start_month), g, start_month)
+                                               .alias("period"))) for g in spec.grains]
+    items += [F.when(P.in_window(date, w, as_of), F.struct(F.lit("window").alias("period_type"),
+                                                          F.lit(w).alias("period"))) for w in spec.windows]
+    f = (f.join(F.broadcast(h), base_id, "inner")
+          .withColumn("_p", F.explode(F.filter(F.array(*items), lambda x: x.isNotNull())))
+          .withColumn("period_type", F.col("_p.period_type")).withColumn("period", F.col("_p.period")))
+    for m in exact:
+        f = f.withColumn(f"_x_{m.name}", F.when(compile_filter(m.filter), F.col(m.column)))
+    frames = []
+    for bd in spec.breakdowns:
+        lv_b = [lv for lv in levels if bd.levels is None or lv in bd.levels]
+        if bd.attr_columns and spec.base_level in lv_b:
+            lv_b.remove(spec.base_level)
+        if not lv_b:
+            continue
+        keys = ["period_type", "period", *bd.columns]
+        sets = [[*keys, f"{lv}_id"] for lv in lv_b]
+        level_col = reduce(lambda acc, lv: acc.when(F.grouping(f"{lv}_id") == 0, F.lit(lv)), lv_b[1:],
+                           F.when(F.grouping(f"{lv_b[0]}_id") == 0, F.lit(lv_b[0])))
+        g = (f.groupingSets(sets, *keys, *[f"{lv}_id" for lv in lv_b])
+             .agg(*[F.count_distinct(f"_x_{m.name}").alias(m.name) for m in exact], level_col.alias("level")))
+        g = g.withColumn("id", reduce(lambda acc, lv: acc.when(F.col("level") == lv, F.col(f"{lv}_id")), lv_b[1:],
+                                      F.when(F.col("level") == lv_b[0], F.col(f"{lv_b[0]}_id"))))
+        frames.append(g.where(F.col("id").isNotNull()).drop(*[f"{lv}_id" for lv in lv_b])
+                      .withColumn("breakdown", F.lit(bd.name)))
+    return reduce(lambda a, c: a.unionByName(c, allowMissingColumns=True), frames)
+
+
+def finalize(spec: KpiSpec, rolled: DataFrame) -> DataFrame:
+    """avg values, ratios (pooled, rounded), top-N breakdowns."""
+    out = rolled
+    for m in spec.measures:
+        if m.agg == "avg":
+            out = out.withColumn(m.name, F.col(f"{m.name}__s") / F.col(f"{m.name}__c")).drop(f"{m.name}__s",
+                                                                                              f"{m.name}__c")
+    for r in spec.ratios:
+        den = F.col(r.denominator).cast("double")
+        v = F.when(den != 0, F.col(r.numerator).cast("double") / den * F.lit(r.scale))
+        if r.subtract_from is not None:
+            v = F.lit(float(r.subtract_from)) - v
+        out = out.withColumn(r.name, F.round(v, r.round))
+    for bd in spec.breakdowns:
+        if not bd.top:
+            continue
+        w = Window.partitionBy("level", "id", "period_type", "period", "breakdown", *bd.attr_columns) \
+            .orderBy(F.col(bd.top["by"]).desc_nulls_last(), *[F.col(c).asc_nulls_last() for c in bd.fact_columns])
+        ranked = out.withColumn("_rank", F.when(F.col("breakdown") == bd.name, F.row_number().over(w)))
+        out = ranked.where(F.col("_rank").isNull() | (F.col("_rank") <= bd.top["n"])).drop("_rank")
+    return out
+
+
+def with_dims(rolled: DataFrame, dims: dict[str, DataFrame], levels: list[str]) -> DataFrame:
+    """Names, lat/lng and parents of every (level, id)."""
+    parent_cols = [f"{lv}_{k}" for lv in LEVELS[1:] for k in ("id", "name")]
+    frames = []
+    for lv in levels:
+        d = dims[lv]
+        frames.append(d.select("id", "name", F.round("lat", 7).alias("lat"), F.round("lng", 7).alias("lng"),
+                               *[F.col(c) if c in d.columns else F.lit(None).cast("string").alias(c)
+                                 for c in parent_cols]).withColumn("level", F.lit(lv)))
+    all_dims = reduce(lambda a, c: a.unionByName(c), frames)
+    return rolled.join(F.broadcast(all_dims), ["level", "id"], "left")
+
+
+def compute(spec: KpiSpec, fact: DataFrame, hierarchy: DataFrame, dims: dict[str, DataFrame],
+            as_of: dt.date | None, run_id: str, start_month: int = 6,
+            units: DataFrame | None = None, cached: list | None = None) -> tuple[DataFrame, dt.date | None]:
+    """The gold frame of one KPI (a plan; the job writes it) and the as-of used. The cached base is
+    appended to ``cached`` so the caller can unpersist it after the write."""
+    if as_of is None:
+        as_of = latest_date(fact)
+    base_id = f"{spec.base_level}_id"
+    buckets = bucket_aggregate(spec, fact, as_of, start_month)
+    base = base_aggregate(spec, buckets, start_month)
+    if spec.densify:
+        units = units if units is not None else (hierarchy if spec.base_level == "school"
+                                                 else dims[spec.base_level].withColumnRenamed("id", base_id))
+        base = densify(spec, base, units)
+    base = add_flags(spec, base).persist(StorageLevel.MEMORY_AND_DISK)
+    if cached is not None:
+        cached.append(base)
+    rolled = rollup(spec, base, hierarchy if spec.base_level == "school"
+                    else dims[spec.base_level].withColumnRenamed("id", base_id))
+    exact = exact_distincts(spec, fact, hierarchy if spec.base_level == "school"
+                            else dims[spec.base_level].withColumnRenamed("id", base_id), as_of, start_month)
+    if exact is not None:
+        keys = ["level", "id", "period_type", "period", "breakdown", *spec.breakdown_columns]
+        for c in spec.breakdown_columns:
+            if c not in rolled.columns:
+                rolled = rolled.withColumn(c, F.lit(None))
+            if c not in exact.columns:
+                exact = exact.withColumn(c, F.lit(None))
+        cond = [rolled[k].eqNullSafe(exact[k]) for k in keys]
+        names = [m.name for m in spec.measures if m.agg == "distinct_count" and m.rollup == "exact"]
+        rolled = rolled.join(exact, cond, "left").select(
+            *[rolled[c] for c in rolled.columns], *[F.coalesce(exact[n], F.lit(0)).alias(n) for n in names])
+    out = finalize(spec, rolled)
+    out = with_dims(out, dims, list(spec.rollup_levels))
+    for c in spec.breakdown_columns:
+        if c not in out.columns:
+            out = out.withColumn(c, F.lit(None).cast("string"))
+    out = out.withColumn("as_of", F.lit(as_of).cast("date")).withColumn("_run_id", F.lit(run_id))
+    return order_columns(spec, out), as_of
+
+
+def value_columns(spec: KpiSpec) -> list[str]:
+    names = []
+    for m in spec.measures:
+        names.append(m.name)
+    names += [f.name for f in spec.flags] + [r.name for r in spec.ratios]
+    if spec.densify:
+        names += list(BUILTIN_MEASURES)
+    return names
+
+
+def order_columns(spec: KpiSpec, df: DataFrame) -> DataFrame:
+    parent_cols = [f"{lv}_{k}" for lv in LEVELS[1:] for k in ("id", "name")]
+    first = ["level", "id", "name", *parent_cols, "lat", "lng", "period_type", "period", "breakdown",
+             *spec.breakdown_columns, *value_columns(spec), "source_files", "as_of", "_run_id"]
+    return df.select(*[c for c in first if c in df.columns])

@@ -1,0 +1,134 @@
+"""The ``kpis`` job: silver → hierarchy → every KPI spec at every level and period → ``lake/gold/<kpi>``.
+
+    cqube-spark run kpis [--as-of 2020-07-31] [--param kpis='["student_attendance"]']
+
+* hierarchy from the silver masters → ``gold/hierarchy`` (school grain) and ``gold/hierarchy_exceptions``;
+* per spec (``configs/kpis/<kpi>.yaml``): prep → engine → ``gold/<kpi>`` (overwritten as a whole: every
+  period is recomputed from silver each run, so a rerun over the same silver and as-of writes the same rows);
+  a KPI whose silver tables do not exist yet is skipped and reported (``skipped``), not failed;
+* ``gold/exceptions_unknown_schools``: schools with data but not in the hierarchy (silver + quarantine).
+
+As-of: ``--as-of`` when given (for every KPI), else each KPI's latest data date. Lineage: school-level gold
+rows carry ``source_files`` (the distinct ``_file`` values of the silver rows behind them); higher levels
+are sums of school rows with the same period and breakdown.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+from pyspark import StorageLevel
+from pyspark.sql import functions as F
+
+from cqube_spark.config import ConfigError
+from cqube_spark.kpi import engine, hierarchy as H
+from cqube_spark.kpi import prep as P
+from cqube_spark.kpi.spec import KPI_DIR, load_specs
+from cqube_spark.session import PROJECT_ROOT
+
+STATE_FILE = PROJECT_ROOT / "configs" / "state.yaml"
+
+
+def load_state(path: str | Path = STATE_FILE) -> dict:
+    p = Path(path)
+    if not p.exists():
+        return {"state": {"code": "00", "name": "State"}}
+    doc = yaml.safe_load(p.read_text()) or {}
+    return doc
+
+
+def delta_reader(spark, lake):
+    from delta.tables import DeltaTable
+
+    def read(*parts: str):
+        path = lake(*parts)
+        try:
+            if DeltaTable.isDeltaTable(spark, path):
+                return spark.read.format("delta").load(path)
+        except Exception:  # noqa: BLE001 - a missing bucket/prefix is "no table"
+            return None
+        return None
+    return read
+
+
+def write_gold(df, path: str) -> None:
+    (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path))
+
+
+def _project(p: str | None, default: Path) -> Path:
+    if not p:
+        return default
+    path = Path(p)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def build_hierarchy(read, state: dict):
+    sm = read("school_master")
+    if sm is None:
+        raise RuntimeError("silver/school_master does not exist: run the intake job on the masters first")
+    st = state.get("state") or {}
+    return H.build(sm, read("cluster_master"), read("block_master"), read("district_master"),
+                   read("school_management"), str(st.get("code", "00")), st.get("name", "State"))
+
+
+def run(ctx) -> dict:
+    spark = ctx.spark
+    params = ctx.params
+    state = load_state(_project(params.get("stateConfig"), STATE_FILE))
+    start_month = int((state.get("state") or {}).get("academic_year_start_month", 6))
+    names = params.get("kpis", "all")
+    specs = load_specs(_project(params.get("kpiDir"), KPI_DIR), None if names == "all" else list(names))
+    silver = delta_reader(spark, lambda *p: ctx.lake("silver", *p))
+    quarantine = delta_reader(spark, lambda *p: ctx.lake("quarantine", *p))
+
+    hier = build_hierarchy(silver, state).persist(StorageLevel.MEMORY_AND_DISK)
+    dims = {k: v.persist(StorageLevel.MEMORY_AND_DISK) for k, v in H.level_dims(hier).items()}
+    write_gold(hier.withColumn("_run_id", F.lit(ctx.run_id)), ctx.lake("gold", "hierarchy"))
+    exc = H.exceptions(hier)
+    write_gold(exc.withColumn("_run_id", F.lit(ctx.run_id)), ctx.lake("gold", "hierarchy_exceptions"))
+    n_schools = spark.read.format("delta").load(ctx.lake("gold", "hierarchy")).count()
+    n_exc = spark.read.format("delta").load(ctx.lake("gold", "hierarchy_exceptions")).count()
+    ctx.log.info("hierarchy built", schools=n_schools, exceptions=n_exc)
+
+    results: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
+    total_rows = 0
+    for spec in specs:
+        t0 = time.monotonic()
+        pc = P.PrepContext(read=silver, hierarchy=hier, dims=dims, options=spec.prep_options,
+                           state=state | {"academic_year_start_month": start_month}, spec_path=spec.path)
+        if spec.prep not in P.PREPS:
+            raise ConfigError(spec.path, "$.prep", f"unknown prep {spec.prep!r}; known: {sorted(P.PREPS)}")
+        try:
+            fact = P.PREPS[spec.prep](pc)
+        except P.MissingSource as e:
+            skipped[spec.name] = f"no silver/{e}"
+            ctx.log.info("kpi skipped", kpi=spec.name, reason=skipped[spec.name])
+            continue
+        cached: list = []
+        gold, as_of = engine.compute(spec, fact, hier, dims, ctx.as_of, ctx.run_id, start_month, cached=cached)
+        path = ctx.lake("gold", spec.name)
+        write_gold(gold, path)
+        for c in cached:
+            c.unpersist()
+        rows = spark.read.format("delta").load(path).count()
+        total_rows += rows
+        results[spec.name] = {"rows": rows, "as_of": str(as_of) if as_of else None,
+                              "seconds": round(time.monotonic() - t0, 2)}
+        ctx.log.info("kpi computed", kpi=spec.name, rows=rows, as_of=str(as_of or ""),
+                     seconds=results[spec.name]["seconds"])
+
+    pc = P.PrepContext(read=silver, hierarchy=hier, dims=dims, options={},
+                       state=state | {"academic_year_start_month": start_month})
+    unknown = P.unknown_schools(pc, silver, quarantine)
+    n_unknown = 0
+    if unknown is not None:
+        write_gold(unknown.withColumn("_run_id", F.lit(ctx.run_id)), ctx.lake("gold", "exceptions_unknown_schools"))
+        n_unknown = spark.read.format("delta").load(ctx.lake("gold", "exceptions_unknown_schools")).count()
+    for d in dims.values():
+        d.unpersist()
+    hier.unpersist()
+    return {"rows": total_rows, "kpis": results, "skipped": skipped, "schools": n_schools,
+            "hierarchy_exceptions": n_exc, "unknown_schools": n_unknown,
+            "as_of": str(ctx.as_of) if ctx.as_of else None}
