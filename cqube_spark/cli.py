@@ -76,6 +76,8 @@ def submit_command(config: Path, args: argparse.Namespace, workdir: str) -> list
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if getattr(args, "continuous", False):
+        args.param = [*args.param, "continuous=true"]
     if not args.submit:
         return run_job(args.job, args.as_of, args.param, args.run_id)
     config = resolve_config_path(args.job)
@@ -97,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(run)
     run.add_argument("--submit", action="store_true", help="run through spark-submit instead of in-process")
     run.add_argument("--master", help="with --submit: the cluster master URL (default: local[*])")
+    run.add_argument("--continuous", action="store_true",
+                     help="streaming jobs: run until SIGTERM/SIGINT (= --param continuous=true)")
     run.set_defaults(func=cmd_run)
 
     gen = sub.add_parser("generate", help="write a deterministic sample state into an emission folder")
