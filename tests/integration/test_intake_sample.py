@@ -44,15 +44,20 @@ def test_dirty_copy_quarantines_exactly_the_injected_rows(spark, data_root, mock
     _copy(mock_data, em, ["district_master", "block_master", "cluster_master", "school_management", "school_master"])
     _inject(em / "cluster_master" / "cluster_mst.zip",
             ["D9B9C9|759999|7599990001", "D1B1C1X|750101|75010100x1", "D1B1C1Y|750101"])
-    n_school = 28
-    bad = ["99999999999|Ghost|75|7501|750101|1|7501010001" + "|" * (n_school - 7),      # lat/long missing
-           "75010100199|Far|75|7501|750101|1|7501010001" + "|" * 18 + "|2020|55.1|74.2|",   # lat outside India
-           "75010100198|Unknown block|75|7501|759999|1|7501010001" + "|" * 18 + "|2020|20.1|74.2|"]
+    def school(code, block, lat, lon):
+        f = [""] * 28
+        f[0], f[1], f[2], f[3], f[4], f[6], f[18], f[24], f[25], f[26] = (
+            code, "X", "75", "7501", block, "7501010001", "1", "2020", lat, lon)
+        return "|".join(f)
+
+    bad = [school("99999999999", "750101", "", ""),          # latitude/longitude missing (mandatory)
+           school("75010100199", "750101", "55.1", "74.2"),   # outside India
+           school("75010100198", "759999", "20.11", "74.21")]  # block not in the block master
     _inject(em / "school_master" / "school_mst.zip", bad)
     assert run_job("intake", params=["greatExpectations=false"]) == 0
     lake = data_root / "lake"
     q = spark.read.format("delta").load(str(lake / "quarantine" / "cluster_master")).collect()
-    assert sorted(r.rule for r in q) == ["column_count", "pattern_mismatch", "unknown_foreign_key"]
+    assert sorted(r.rule for r in q) == ["column_count", "type_mismatch", "unknown_foreign_key"]
     qs = spark.read.format("delta").load(str(lake / "quarantine" / "school_master")).collect()
     assert sorted(r.rule for r in qs) == ["invalid_latlong", "mandatory_missing", "unknown_foreign_key"]
     assert spark.read.format("delta").load(str(lake / "silver" / "school_master")).count() == 160
