@@ -221,13 +221,18 @@ def parse_state(raw: Any, source: str = "<inline>") -> StateConfig:
     if raw is None:
         return StateConfig(path=source)
     _validate(raw, _schema("state"), source)
-    inactive = _flags(raw.get("optional_attributes"), source, "$.optional_attributes")
+    top = dict(raw.get("optional_attributes") or {}) if isinstance(raw.get("optional_attributes"), dict) else \
+        raw.get("optional_attributes")
     by_source = {}
+    if isinstance(top, dict):   # nested form: optional_attributes: {<source>: {<attr>: bool}}
+        for name in [k for k, v in top.items() if isinstance(v, dict) and "active" not in v]:
+            by_source[name] = frozenset(_flags(top.pop(name), source, f"$.optional_attributes.{name}"))
+    inactive = _flags(top, source, "$.optional_attributes")
     for name, node in (raw.get("sources") or {}).items():
         node = node or {}
         flags = _flags(node.get("optional_attributes"), source, f"$.sources.{name}.optional_attributes")
         flags |= set(node.get("inactive") or [])
-        by_source[name] = frozenset(flags)
+        by_source[name] = frozenset(flags | by_source.get(name, frozenset()))
     return StateConfig(frozenset(inactive), by_source, source, raw)
 
 
@@ -245,7 +250,8 @@ def apply_state(spec: SourceSpec, state: StateConfig) -> SourceSpec:
     cols = []
     by_name = state.inactive_by_source.get(spec.name, frozenset())
     for c in spec.columns:
-        off = (c.optional_attribute and not state.is_active(spec.name, c.optional_attribute)) or c.name in by_name
+        off = bool(c.optional_attribute and (not state.is_active(spec.name, c.optional_attribute)
+                                             or c.optional_attribute in by_name)) or c.name in by_name
         if off and (c.name in spec.keys or any(fk["column"] == c.name for fk in spec.foreign_keys)):
             raise ConfigError(state.path, f"$.sources.{spec.name}" if c.name in by_name else "$.optional_attributes",
                               f"cannot deactivate {c.name!r}: it is a key of source {spec.name}")
