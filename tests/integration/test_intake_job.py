@@ -113,7 +113,7 @@ def test_load_duplicate_rerun_and_quarantine(spark, data_root):
         == (7, 1, 4, 2)
     assert list((data_root / "output" / "log_summary" / "school_management").glob("*.json"))
     assert list((data_root / "input" / "school_management").rglob("part-0000000001.csv"))
-    before = silver.toPandas()
+    before = spark.createDataFrame(silver.collect(), silver.schema)
 
     # the same content emitted again is recognised and not loaded twice
     z.write_bytes(original)
@@ -121,7 +121,7 @@ def test_load_duplicate_rerun_and_quarantine(spark, data_root):
     statuses = sorted(r.status for r in tracker(spark, data_root).collect())
     assert statuses == ["duplicate", "loaded"]
     after = spark.read.format("delta").load(str(lake / "silver" / "school_management"))
-    assert_df_equality(spark.createDataFrame(before), after, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(before, after, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_rerun_of_same_rows_changes_nothing_and_overlap_keeps_loaded_days(spark, data_root):
