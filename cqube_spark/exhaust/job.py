@@ -124,23 +124,25 @@ def process(ctx, req: requests.JobRequest, p: dict[str, Any]) -> dict[str, Any]:
         out = report.labelled(rows, p, include_consent)
         cols = report.output_columns(p, include_consent)
         labels = [label for _, label in cols]
-        positions = {key: i for i, (key, _) in enumerate(cols) if key in report.PII_COLUMNS}
-        quoted = [key for key, label in cols if label in set(p.get("quote_column", []))]
+        pii_labels = {label: key for key, label in cols if key in report.PII_COLUMNS}
+        template, segments = report.csv_template(labels, pii_labels)
+        quote_labels = set(p.get("quote_column", []))
+        quoted = [key for key, label in cols if label in quote_labels and key in report.PII_COLUMNS]
         need_pii = include_consent and int(stats["with_pii"] or 0) > 0
         pii_key = None
         if need_pii:
             from cqube_spark.exhaust.crypto import key_from_env
 
             pii_key = key_from_env()
-        fn = sources.pii_lines(settings.redis_url(), pii_key, len(labels), len(labels), len(labels) + 1,
-                               positions, quoted, p["encrypted_columns"], p["redisKeyPrefix"],
-                               p["redisBatchSize"])
+        fn = sources.pii_lines(settings.redis_url(), pii_key, template, quoted, p["encrypted_columns"],
+                               p["redisKeyPrefix"], p["redisBatchSize"])
         day = requests.today()
         uri = report_uri(ctx.roots["output"], p["key"], req.request_id, day)
         t = time.monotonic()
         with sink.TempDir() as tmp:
             zip_path = tmp / f"{req.request_id}_{day:%Y%m%d}.zip"
-            chunks = out.rdd.mapPartitions(fn).toLocalIterator(prefetchPartitions=True)
+            chunks = report.csv_segments(out, segments).rdd.mapPartitions(fn).toLocalIterator(
+                prefetchPartitions=True)
             csv_bytes = sink.write_encrypted_zip(zip_path, f"{req.request_id}_{day:%Y%m%d}.csv",
                                                  req.encryption_key, sink.header_line(labels), chunks)
             stages["redis_pii_csv_zip_s"] = round(time.monotonic() - t, 3)

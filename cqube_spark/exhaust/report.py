@@ -114,3 +114,41 @@ def labelled(rows: DataFrame, params: Mapping[str, Any], include_consent: bool) 
     labels = [label for _, label in cols]
     sort = [s for s in params.get("sort", []) if s in labels]
     return out.orderBy(*[F.col(s).asc_nulls_first() for s in sort]) if sort else out
+
+
+def csv_field(c: Column) -> Column:
+    """A CSV field as Python's csv.writer (QUOTE_MINIMAL) writes it: null → empty; quoted when it holds a
+    comma, a double quote or a line break, with quotes doubled."""
+    text = F.coalesce(c.cast("string"), F.lit(""))
+    return F.when(text.rlike('[",\\r\\n]'),
+                  F.concat(F.lit('"'), F.regexp_replace(text, '"', '""'), F.lit('"'))).otherwise(text)
+
+
+def csv_template(labels: Sequence[str], pii_labels: Mapping[str, str]) -> list[tuple[str, Any]]:
+    """The line layout: ("seg", i) for the i-th run of non-PII columns (pre-joined by Spark) and
+    ("pii", name) for a PII column filled in the executors. ``pii_labels`` maps label → PII column name."""
+    template: list[tuple[str, Any]] = []
+    run: list[str] = []
+    segments: list[list[str]] = []
+    for label in labels:
+        if label in pii_labels:
+            if run:
+                template.append(("seg", len(segments)))
+                segments.append(run)
+                run = []
+            template.append(("pii", pii_labels[label]))
+        else:
+            run.append(label)
+    if run:
+        template.append(("seg", len(segments)))
+        segments.append(run)
+    return template, segments
+
+
+def csv_segments(out: DataFrame, segments: Sequence[Sequence[str]]) -> DataFrame:
+    """Sorted labelled rows → one pre-joined CSV text per non-PII run (``_seg<i>``) + _uid, _need_pii.
+    The formatting of the whole report happens in the JVM; Python only splices PII into the ~30% of rows
+    that show it."""
+    exprs = [F.concat_ws(",", *[csv_field(F.col(label)) for label in seg]).alias(f"_seg{i}")
+             for i, seg in enumerate(segments)]
+    return out.select(*exprs, "_uid", "_need_pii")

@@ -14,11 +14,9 @@ Spark 4 / Scala 2.13, so the split is done here, with the Python drivers, one co
 """
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import re
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from cqube_spark.exhaust.settings import CassandraSettings
 
@@ -203,23 +201,39 @@ def read_consent(spark, conf: CassandraSettings, object_id: str, user_ids: Seque
 
 
 # --------------------------------------------------------------------------------- PII + CSV lines
-def pii_lines(redis_url: str, pii_key: bytes | None, n_out: int, uid_idx: int, need_idx: int,
-              pii_positions: dict[str, int], quoted: Sequence[str], encrypted: Sequence[str],
-              key_prefix: str = "user:", batch_size: int = 1000):
-    """mapPartitions function: report rows (output columns, then _uid, _need_pii) → CSV text chunks.
+def csv_escape(value: str) -> str:
+    if any(ch in value for ch in ',"\r\n'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
 
+
+def pii_lines(redis_url: str, pii_key: bytes | None, template: Sequence[tuple[str, Any]], quoted: Sequence[str],
+              encrypted: Sequence[str], key_prefix: str = "user:", batch_size: int = 1000):
+    """mapPartitions function: (segment texts..., _uid, _need_pii) rows → CSV text chunks.
+
+    ``template`` (``report.csv_template``) says where the pre-joined non-PII segments and the PII fields go.
     For rows whose ``_need_pii`` is true, HMGET ``<key_prefix><_uid>`` firstname lastname email phone
-    (pipelined per batch), decrypt the encrypted fields, fill the PII columns at ``pii_positions``
-    (``username``/``phone``/``email`` → output index) and quote the ones in ``quoted``.
+    (pipelined per batch of ``batch_size``), decrypt the ``encrypted`` fields and quote the ``quoted`` ones.
     """
     quoted = frozenset(quoted)
     encrypted = frozenset(encrypted)
+    template = list(template)
+    n_seg = sum(1 for kind, _ in template if kind == "seg")
+    uid_idx, need_idx = n_seg, n_seg + 1
 
     def fn(rows: Iterable) -> Iterator[str]:
         client = cipher = None
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
         batch: list = []
+
+        def line(r, pii: dict | None) -> str:
+            parts = []
+            for kind, ref in template:
+                if kind == "seg":
+                    parts.append(r[ref])
+                else:
+                    v = pii.get(ref) if pii else None
+                    parts.append(csv_escape(v) if v else "")
+            return ",".join(parts)
 
         def flush() -> str:
             nonlocal client, cipher
@@ -231,35 +245,32 @@ def pii_lines(redis_url: str, pii_key: bytes | None, n_out: int, uid_idx: int, n
 
                     from cqube_spark.exhaust.crypto import PiiCipher, PiiError
 
-                    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=30)
                     if pii_key is None:
                         raise PiiError("CQUBE_PII_KEY is not set")
+                    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=30)
                     cipher = PiiCipher(pii_key)
                 pipe = client.pipeline(transaction=False)
                 for r in need:
                     pipe.hmget(key_prefix + r[uid_idx], "firstname", "lastname", "email", "phone")
                 fetched = pipe.execute()
             it = iter(fetched)
+            out = []
             for r in batch:
-                out = list(r[:n_out])
+                pii = None
                 if r[need_idx]:
                     first, last, email, phone = next(it)
-                    values = {"username": " ".join(v.strip() for v in (first, last) if v and v.strip()) or None,
-                              "email": email or None, "phone": phone or None}
+                    pii = {"username": " ".join(v.strip() for v in (first, last) if v and v.strip()) or None,
+                           "email": email or None, "phone": phone or None}
                     for name in ("email", "phone"):
-                        if name in encrypted and values[name]:
-                            values[name] = cipher.decrypt(values[name])
-                    for name, pos in pii_positions.items():
-                        v = values.get(name)
-                        if v and name in quoted:
-                            v = f"'{v}'"
-                        out[pos] = v
-                writer.writerow(out)
+                        if name in encrypted and pii[name]:
+                            pii[name] = cipher.decrypt(pii[name])
+                    for name in quoted:
+                        if pii.get(name):
+                            pii[name] = f"'{pii[name]}'"
+                out.append(line(r, pii))
             batch.clear()
-            text = buf.getvalue()
-            buf.seek(0)
-            buf.truncate()
-            return text
+            out.append("")
+            return "\n".join(out)
 
         for row in rows:
             batch.append(row)

@@ -120,3 +120,24 @@ def test_apply_filters_uses_literals(spark):
                             updated_from=dt.date(2023, 1, 1), updated_to=dt.date(2023, 1, 31))) == ["u1"]
     assert ids(ReportFilter(program_id="P1", locations=(("district_name", "D2' OR '1'='1"),))) == ["u5"]
     assert ids(ReportFilter(program_id="P2")) == []
+
+
+def test_csv_segments_match_python_csv_and_template_places_pii(spark):
+    import csv
+    import io
+
+    values = ["plain", "with,comma", 'with "quote"', "line\nbreak", None, "", " spaced "]
+    df = spark.createDataFrame([(v, "x", "u1", True) for v in values],
+                               "a string, b string, _uid string, _need_pii boolean")
+    got = [r["_seg0"] for r in report.csv_segments(df, [["a", "b"]]).collect()]
+    want = []
+    for v in values:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow([v, "x"])
+        want.append(buf.getvalue()[:-1])
+    assert got == want
+    template, segments = report.csv_template(["U", "N", "M", "E", "C", "P"], {"N": "username", "M": "phone",
+                                                                          "E": "email"})
+    assert template == [("seg", 0), ("pii", "username"), ("pii", "phone"), ("pii", "email"), ("seg", 1)]
+    assert segments == [["U"], ["C", "P"]]
+    assert report.csv_template(["U", "C"], {}) == ([("seg", 0)], [["U", "C"]])
