@@ -130,11 +130,10 @@ class MemorySampler(threading.Thread):
             for p in _tree(os.getpid()):
                 total += _status(p, "VmRSS")
                 self.hwm[p] = max(self.hwm.get(p, 0), _status(p, "VmHWM"))
-                if p not in self.names:
-                    try:
-                        self.names[p] = Path(f"/proc/{p}/comm").read_text().strip()
-                    except OSError:
-                        self.names[p] = "?"
+                try:  # re-read: a launcher script exec()s into java under the same pid
+                    self.names[p] = Path(f"/proc/{p}/comm").read_text().strip()
+                except OSError:
+                    pass
             self.peak_total = max(self.peak_total, total)
             self._halt.wait(0.5)
 

@@ -72,3 +72,14 @@ def test_token_ranges_cover_the_ring():
     ranges = token_ranges(16)
     assert ranges[0][0] == MIN_TOKEN and ranges[-1][1] == MAX_TOKEN and len(ranges) == 16
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+
+
+def test_pii_lines_without_consented_rows_never_touch_redis():
+    from cqube_spark.exhaust.sources import csv_escape, pii_lines
+
+    template = [("seg", 0), ("pii", "username"), ("pii", "phone"), ("seg", 1)]
+    fn = pii_lines("redis://127.0.0.1:1/0", None, template, ["username"], ["phone"], batch_size=2)
+    rows = [("u1", "No,,x", "u1", False), ("u2", '"q"', "u2", False), ("u3", "z", "u3", False)]
+    assert "".join(fn(iter(rows))) == 'u1,,,No,,x\nu2,,,"q"\nu3,,,z\n'
+    assert list(fn(iter([]))) == []
+    assert csv_escape('a "b", c') == '"a ""b"", c"' and csv_escape("plain") == "plain"
