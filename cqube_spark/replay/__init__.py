@@ -1,0 +1,1 @@
+"""Data replay (admin deletions by source and period), undo, and retention (see docs/replay.md)."""
