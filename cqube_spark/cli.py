@@ -22,7 +22,7 @@ from cqube_spark.runner import EXIT_CONFIG, resolve_config_path, run_job
 from cqube_spark.session import DEFAULTS_FILE, LOG4J_FILE, PROJECT_ROOT, read_defaults, resolve_jars
 
 # Modules that add verbs: each has register(subparsers) and sets `func` on its parsers.
-COMMAND_MODULES: list[str] = ["cqube_spark.exhaust.cli"]
+COMMAND_MODULES: list[str] = ["cqube_spark.exhaust.cli", "cqube_spark.replay.cli"]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -78,6 +78,8 @@ def submit_command(config: Path, args: argparse.Namespace, workdir: str) -> list
 def cmd_run(args: argparse.Namespace) -> int:
     if getattr(args, "continuous", False):
         args.param = [*args.param, "continuous=true"]
+    if getattr(args, "request", None):
+        args.param = [*args.param, f"request={args.request}"]
     if not args.submit:
         return run_job(args.job, args.as_of, args.param, args.run_id)
     config = resolve_config_path(args.job)
@@ -101,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--master", help="with --submit: the cluster master URL (default: local[*])")
     run.add_argument("--continuous", action="store_true",
                      help="streaming jobs: run until SIGTERM/SIGINT (= --param continuous=true)")
+    run.add_argument("--request", metavar="FILE",
+                     help="replay: a deletion request JSON file (= --param request=FILE)")
     run.set_defaults(func=cmd_run)
 
     gen = sub.add_parser("generate", help="write a deterministic sample state into an emission folder")
