@@ -241,16 +241,17 @@ def densify(spec: KpiSpec, base: DataFrame, units: DataFrame) -> DataFrame:
     combo_cols = ["_gid", "period_type", "period", *spec.fact_breakdown_columns]
     combos = base.select(*combo_cols).distinct()
     grid = units.select(base_id).distinct().crossJoin(combos)
-    cond = [grid[base_id] == base[base_id]] + [grid[c].eqNullSafe(base[c]) for c in combo_cols]
-    j = grid.join(base, cond, "left")
+    b = base.select(*[F.col(c).alias(f"_b_{c}") for c in base.columns])     # no self-join ambiguity
+    cond = [grid[base_id] == b[f"_b_{base_id}"]] + [grid[c].eqNullSafe(b[f"_b_{c}"]) for c in combo_cols]
+    j = grid.join(b, cond, "left")
     out = [grid[c] for c in [base_id, *combo_cols]]
     for c in base.columns:
         if c in [base_id, *combo_cols]:
             continue
         if c == "source_files":
-            out.append(F.coalesce(base[c], F.array().cast("array<string>")).alias(c))
+            out.append(F.coalesce(b[f"_b_{c}"], F.array().cast("array<string>")).alias(c))
         else:
-            out.append(F.coalesce(base[c], F.lit(0)).alias(c))
+            out.append(F.coalesce(b[f"_b_{c}"], F.lit(0)).alias(c))
     return j.select(*out).withColumn("schools_total", F.lit(1).cast("long"))
 
 

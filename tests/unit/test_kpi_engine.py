@@ -1,0 +1,176 @@
+"""The generic rollup engine on a tiny hand-made state, checked against plain-Python computations.
+
+Student attendance exercises: the long form (stack), pooled ratios at every level, nested distinct counts
+(students over windows spanning months), windows relative to as-of, month grain, a breakdown from the
+hierarchy, and a school whose cluster is missing (counted at block, district, state; not at cluster).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from cqube_spark.kpi import engine, prep as P
+from cqube_spark.kpi.spec import load_spec, parse_spec
+from cqube_spark.kpi.testing import SCHOOLS, attendance_frame, hierarchy_of
+
+SPEC = "configs/kpis/student_attendance.yaml"
+# (student, school, calendar year, month, codes from day 1, file)
+ROWS = [
+    (1, 75010100101, 2020, 7, [1, 1, 2, None, 5, 1], "sa_07.csv"),
+    (2, 75010100101, 2020, 7, [2, 2, 2], "sa_07.csv"),
+    (3, 75010100102, 2020, 7, [1, 1, 1, 1], "sa_07.csv"),
+    (4, 75020100101, 2020, 7, [1, 2], "sa_07.csv"),
+    (1, 75010100101, 2020, 6, [1] * 29 + [2, 1], "sa_06.csv"),   # day 31 of June does not exist
+    (5, 75010100201, 2020, 6, [2, 1, 1], "sa_06.csv"),
+]
+# school -> (cluster, block, district, management, category)
+PARENTS = {str(c): (str(cl) if cl != 7502010009 else None, str(b), str(d), "Govt" if m == 1 else "Private", str(cat))
+           for c, _n, d, b, cl, m, cat, _la, _lo in SCHOOLS}
+WINDOW_DAYS = {"last_day": 1, "last_7_days": 7, "last_30_days": 30}
+
+
+def expected(rows, as_of: dt.date, by=None):
+    """Plain Python: {(level, id, period_type, period, group): (present, working, students, schools)}."""
+    acc = defaultdict(lambda: [0, 0, set(), set()])
+    for student, school, year, month, codes, _f in rows:
+        for day, code in enumerate(codes, start=1):
+            try:
+                d = dt.date(year, month, day)
+            except ValueError:
+                continue
+            if code is None or d > as_of:
+                continue
+            periods = [("month", f"{year:04d}-{month:02d}"), ("window", "overall")]
+            for w, n in WINDOW_DAYS.items():
+                if as_of - dt.timedelta(days=n - 1) <= d <= as_of:
+                    periods.append(("window", w))
+            cl, bl, di, mg, cat = PARENTS[str(school)]
+            units = [("school", str(school)), ("cluster", cl), ("block", bl), ("district", di), ("state", "75")]
+            group = {None: None, "school_management": mg, "school_category": cat}[by]
+            for level, uid in units:
+                if uid is None or (by and level == "school"):
+                    continue
+                for pt, p in periods:
+                    a = acc[(level, uid, pt, p, group)]
+                    a[0] += code == 1
+                    a[1] += code in (1, 2)
+                    if code in (1, 2):
+                        a[2].add(student)
+                        a[3].add(school)
+    return {k: (v[0], v[1], len(v[2]), len(v[3]), round(100.0 * v[0] / v[1], 1) if v[1] else None)
+            for k, v in acc.items() if v[1] or v[0]}
+
+
+@pytest.fixture(scope="module")
+def gold(spark):
+    hier, dims = hierarchy_of(spark)
+    sa = attendance_frame(spark, ROWS)
+    spec = load_spec(SPEC)
+    pc = P.PrepContext(read=lambda s: sa if s == "student_attendance" else None, hierarchy=hier, dims=dims,
+                       options={}, state={})
+    fact = P.PREPS[spec.prep](pc)
+    g, as_of = engine.compute(spec, fact, hier, dims, None, "run-1")
+    return g.cache(), as_of, spec, hier, dims, fact
+
+
+def _actual(g, breakdown="total", by=None):
+    rows = g.where(F.col("breakdown") == breakdown).collect()
+    return {(r["level"], r["id"], r["period_type"], r["period"], r[by] if by else None):
+            (r["present"], r["working"], r["students"], r["schools"], r["attendance_pct"]) for r in rows}
+
+
+def test_as_of_defaults_to_latest_data_date(gold):
+    _g, as_of, *_ = gold
+    assert as_of == dt.date(2020, 7, 6)
+
+
+def test_every_level_and_period_matches_plain_python(gold):
+    g, as_of, *_ = gold
+    assert _actual(g) == expected(ROWS, as_of)
+
+
+@pytest.mark.parametrize("by", ["school_management", "school_category"])
+def test_breakdowns_from_the_hierarchy(gold, by):
+    g, as_of, *_ = gold
+    assert _actual(g, by, by) == expected(ROWS, as_of, by)
+
+
+def test_school_with_missing_cluster_counts_at_existing_levels_only(gold):
+    g, *_ = gold
+    t = g.where("breakdown = 'total' and period = 'overall'")
+    assert t.where("level = 'school' and id = '75020100101'").count() == 1
+    assert t.where("level = 'block' and id = '750201'").first()["students"] == 1
+    assert t.where("level = 'cluster' and id = '7502010009'").count() == 0
+    assert t.where("level = 'cluster' and id is null").count() == 0
+    state = t.where("level = 'state'").first()
+    assert state["schools"] == 4 and state["students"] == 5
+
+
+def test_pooled_not_mean_of_school_percentages(gold):
+    g, *_ = gold
+    t = g.where("breakdown = 'total' and period = '2020-07'")
+    schools = {r["id"]: r for r in t.where("level = 'school'").collect()}
+    state = t.where("level = 'state'").first()
+    mean_of_pcts = sum(r["attendance_pct"] for r in schools.values()) / len(schools)
+    assert state["attendance_pct"] == round(100 * 8 / 13, 1)
+    assert abs(state["attendance_pct"] - mean_of_pcts) > 1
+
+
+def test_school_rows_keep_source_files_and_ids_names_coordinates(gold):
+    g, *_ = gold
+    s1 = g.where("level = 'school' and id = '75010100101' and period = 'overall' and breakdown = 'total'").first()
+    assert s1["source_files"] == ["sa_06.csv", "sa_07.csv"]
+    assert (s1["name"], s1["cluster_id"], s1["block_id"], s1["district_id"], s1["state_id"]) == \
+        ("S1", "7501010001", "750101", "7501", "75")
+    assert (s1["lat"], s1["lng"]) == (19.1, 73.1)
+    c1 = g.where("level = 'cluster' and id = '7501010001' and period = 'overall' and breakdown = 'total'").first()
+    assert (c1["lat"], c1["lng"]) == (19.2, 73.2)          # median of S1, S2
+    assert c1["source_files"] is None
+
+
+def test_explicit_as_of_moves_windows_and_drops_later_days(spark, gold):
+    _g, _a, spec, hier, dims, fact = gold
+    g, as_of = engine.compute(spec, fact, hier, dims, dt.date(2020, 6, 30), "run-2")
+    assert as_of == dt.date(2020, 6, 30)
+    assert _actual(g) == expected(ROWS, dt.date(2020, 6, 30))
+    assert g.where("period = '2020-07'").count() == 0
+
+
+def test_long_form_is_one_row_per_person_day_with_a_code(spark):
+    df = attendance_frame(spark, [(7, 75010100101, 2021, 2, [1, None, 2] + [5] * 28, "f")])
+    long = P.attendance_long(df, "SchoolId", "StudentId", "AcademicYear", "Month", 6, "student_id")
+    expected_rows = [("75010100101", "7", dt.date(2021, 2, d), c, "f")
+                     for d, c in [(1, 1), (3, 2)] + [(d, 5) for d in range(4, 29)]]    # Feb 2021 has 28 days
+    exp = spark.createDataFrame(expected_rows, long.schema)
+    assert_df_equality(long, exp, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_generic_measures_min_max_avg_sum_with_filters(spark):
+    hier, dims = hierarchy_of(spark)
+    spec = parse_spec({
+        "name": "marks", "prep": "x", "levels": ["school", "district", "state"],
+        "periods": {"windows": ["overall"]},
+        "measures": {"hi": {"agg": "max", "column": "v"}, "lo": {"agg": "min", "column": "v"},
+                     "mean": {"agg": "avg", "column": "v"}, "total": {"agg": "sum", "column": "v",
+                                                                    "filter": {"column": "k", "ne": "x"}},
+                     "n": {"agg": "count", "filter": {"any": [{"column": "v", "gt": 5}, {"column": "k", "eq": "x"}]}}},
+        "outputs": ["hi", "lo", "mean", "total", "n"]})
+    data = [("75010100101", 1.0, "a"), ("75010100101", 7.0, "x"), ("75010100102", 4.0, "b"),
+            ("75020100101", 10.0, "a")]
+    fact = spark.createDataFrame(data, "school_id string, v double, k string") \
+        .withColumn("date", F.lit(None).cast("date")).withColumn("_file", F.lit("f"))
+    g, as_of = engine.compute(spec, fact, hier, dims, None, "r")
+    assert as_of is None
+    got = {(r["level"], r["id"]): (r["hi"], r["lo"], r["mean"], r["total"], r["n"]) for r in g.collect()}
+    vals = defaultdict(list)
+    for sid, v, k in data:
+        for unit in [("school", sid), ("district", PARENTS[sid][2]), ("state", "75")]:
+            vals[unit].append((v, k))
+    exp = {u: (max(v for v, _ in xs), min(v for v, _ in xs), sum(v for v, _ in xs) / len(xs),
+               sum(v for v, k in xs if k != "x") if any(k != "x" for _, k in xs) else None,
+               sum(1 for v, k in xs if v > 5 or k == "x")) for u, xs in vals.items()}
+    assert got == exp
