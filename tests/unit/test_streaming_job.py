@@ -96,3 +96,11 @@ def test_totals_counters_are_json():
     c = t.as_counters()
     assert c["rows"] == 10 and list(c["dead_letter_reasons"]) == ["malformed_json", "missing_user_id"]
     json.dumps(c)
+
+
+def test_spark_55271_is_recognised_and_nothing_else():
+    msg = ('[STREAM_FAILED] Query [id = 1, runId = 2] terminated with exception: Cannot invoke '
+           '"scala.collection.IterableOps.map(scala.Function1)" because the return value of "scala.Option.get()" '
+           'is null SQLSTATE: XXK')
+    assert job.is_spark_55271(Exception(msg))
+    assert not job.is_spark_55271(Exception("WriteFailed: micro-batch 2: Cassandra write failed"))
