@@ -143,12 +143,13 @@ class Replayer:
             files: set[str] = set()
             silver = self.read(f"silver/{t.table}")
             if silver is not None and "_file" in silver.columns:
-                hit = {r[0] for r in silver.where(t.typed).select("_file").distinct().collect()}
-                if t.full:
-                    resolved["lineage"][t.table] = []
-                else:
-                    kept = {r[0] for r in silver.where(~t.typed).select("_file").distinct().collect()}
-                    resolved["lineage"][t.table] = sorted(hit - kept)
+                # one pass: per file, does any / does every row go?
+                hit_i = F.when(t.typed, 1).otherwise(0)
+                per_file = (silver.groupBy("_file").agg(F.max(hit_i).alias("any"), F.min(hit_i).alias("all"))
+                            .where(F.col("any") == 1).collect())
+                hit = {r["_file"] for r in per_file}
+                resolved["lineage"][t.table] = [] if t.full else sorted(r["_file"] for r in per_file
+                                                                        if r["all"] == 1 and r["_file"])
                 files |= hit
             for layer in ("bronze", "quarantine"):
                 df = self.read(f"{layer}/{t.table}")
@@ -195,26 +196,37 @@ class Replayer:
             preds[f"quarantine/{t.table}"] = t.raw
         tracker = [t.tracker for t in targets]
         preds[TRACKER] = R._any(tracker)
-        for key in table_keys(req):
-            path = self.path(key)
-            if key in deleted or versions.get(key) is None or not delta_exists(self.spark, path):
-                continue
-            done = tagged_commit(self.spark, path, tag, versions.get(key))
-            if done is None:
-                with tagged(self.spark, tag):
-                    DeltaTable.forPath(self.spark, path).delete(preds[key])
+        try:
+            for key in table_keys(req):
+                path = self.path(key)
+                if key in deleted or versions.get(key) is None or not delta_exists(self.spark, path):
+                    continue
                 done = tagged_commit(self.spark, path, tag, versions.get(key))
-            metrics = (done or {}).get("operationMetrics") or {}
-            deleted[key] = int(metrics.get("numDeletedRows", 0) or 0)
-            post[key] = int(done["version"]) if done else current_version(self.spark, path)
-            row.update(deleted_json=json.dumps(deleted, sort_keys=True), post_versions_json=json.dumps(post, sort_keys=True))
-            self.log.upsert(row)
-            self.ctx.log.info("replay deleted", replay_id=rid, table=key, rows=deleted[key])
-            self._deleted_in_run += 1
-            if self.fail_after is not None and self._deleted_in_run >= int(self.fail_after):
-                raise InjectedFailure(f"failAfterTables={self.fail_after}: stopping replay {rid} after {key}")
-        if recompute:
-            self.recompute()
+                if done is None:
+                    with tagged(self.spark, tag):
+                        DeltaTable.forPath(self.spark, path).delete(preds[key])
+                    done = tagged_commit(self.spark, path, tag, versions.get(key))
+                metrics = (done or {}).get("operationMetrics") or {}
+                deleted[key] = int(metrics.get("numDeletedRows", 0) or 0)
+                post[key] = int(done["version"]) if done else current_version(self.spark, path)
+                row.update(deleted_json=json.dumps(deleted, sort_keys=True),
+                           post_versions_json=json.dumps(post, sort_keys=True))
+                # progress: the cheap metadata file per table (the Delta row at each state change; on resume,
+                # the tagged commits in each table's history are the truth)
+                self.log.write_metadata(row)
+                self.ctx.log.info("replay deleted", replay_id=rid, table=key, rows=deleted[key])
+                self._deleted_in_run += 1
+                if self.fail_after is not None and self._deleted_in_run >= int(self.fail_after):
+                    raise InjectedFailure(f"failAfterTables={self.fail_after}: stopping replay {rid} after {key}")
+            if recompute:
+                self.recompute()
+        except Exception as e:
+            row.update(error=f"{type(e).__name__}: {str(e).splitlines()[0][:500] if str(e) else ''}")
+            try:
+                self.log.upsert(row)        # still RUNNING: the next run resumes it
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+            raise
         row.update(status="DONE", done_at=dt.datetime.now().replace(microsecond=0), error=None)
         self.log.upsert(row)
         self.ctx.log.info("replay done", replay_id=rid, deleted=deleted)
