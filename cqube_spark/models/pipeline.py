@@ -10,12 +10,13 @@ half-made inputs). Each stage also runs alone: ``cqube-spark run intake|kpis|pub
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import time
 from pathlib import Path
 
 from cqube_spark import storage
-from cqube_spark.config import load_job_config
+from cqube_spark.config import apply_params, load_job_config
 from cqube_spark.session import PROJECT_ROOT
 
 STAGE_MODULES = {"intake": "cqube_spark.intake.job", "kpis": "cqube_spark.kpi.job",
@@ -28,9 +29,13 @@ def _config_path(p: str) -> Path:
 
 
 def stage_context(ctx, stage: str):
+    """The stage's own job config (validated), with ``stageParams.<stage>`` applied like ``--param``s."""
     from cqube_spark.runner import JobContext
 
     cfg = load_job_config(_config_path(ctx.params.get(stage, f"configs/jobs/{stage}.json")))
+    overrides = (ctx.params.get("stageParams") or {}).get(stage) or {}
+    if overrides:
+        cfg = apply_params(cfg, [f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items())])
     return JobContext(config=cfg, run_id=ctx.run_id, as_of=ctx.as_of, log=ctx.log, roots=ctx.roots,
                       store=ctx.store, _spark=ctx.spark)
 

@@ -71,7 +71,10 @@ def switch_local(output: str, run_id: str, top_names: list[str], keep: int = 3) 
             t.unlink()
         os.symlink(want, t)
         os.replace(t, link)
-    storage.Storage().write_bytes(str(out / POINTER), _pointer_doc(run_id))
+    ptr = out / f".pointer.tmp-{run_id}"
+    ptr.write_bytes(_pointer_doc(run_id))
+    os.chmod(ptr, 0o644)
+    os.replace(ptr, out / POINTER)
     # documented names whose target no longer exists in the current run: remove the dangling links
     for p in out.iterdir():
         if p.is_symlink() and p.name not in top_names and p.name != "current" \
