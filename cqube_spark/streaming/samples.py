@@ -95,10 +95,12 @@ STATES = (("28", "Andhra Pradesh"), ("29", "Karnataka"), ("09", "Uttar Pradesh")
 
 
 def generated_events(n: int, seed: int = 7, programs: int = 50, users: int = 400_000,
-                     malformed_every: int = 100, start: dt.datetime | None = None) -> Iterator[bytes]:
+                     malformed_every: int = 100, start: dt.datetime | None = None,
+                     keys: set | None = None) -> Iterator[bytes]:
     """``n`` realistic event payloads (deterministic). Every ``malformed_every``-th one is bad (rotating
-    through broken JSON, missing programId, missing userId, an unparseable date); ~1 in 10 valid events is
-    an update of an earlier (program, user) with a later updatedAt."""
+    through broken JSON, missing programId, missing userId, an unparseable date); users are drawn at random,
+    so some (program, user) pairs recur: updates, possibly with an older updatedAt (late events). ``keys`` collects (programId, userId) of
+    the valid events."""
     rnd = random.Random(seed)
     t0 = start or dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)
     program_ids = [f"{rnd.getrandbits(96):024x}" for _ in range(programs)]
@@ -148,6 +150,8 @@ def generated_events(n: int, seed: int = 7, programs: int = 50, users: int = 400
             e["userId"] = ""
         elif kind == "date":
             e["updatedAt"] = "12/31/2024 10:00"
+        elif keys is not None:
+            keys.add((p, e["userId"]))
         yield json.dumps(e, separators=(",", ":")).encode()
 
 
