@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -99,6 +100,8 @@ def get_spark(app_name: str = "cqube-spark", overrides: Mapping[str, str] | None
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers run the same interpreter (and venv) as the driver unless told otherwise.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in session_conf(app_name, overrides).items():
         if key == "spark.master":
