@@ -38,7 +38,8 @@ def apply_overlap(df: DataFrame, last_days: DataFrame | None, key: list[str], da
     last = F.coalesce(F.col("_last_day"), F.lit(0))
     ignored = sum((F.when(F.col(d).isNotNull() & (F.lit(int(d)) <= last), 1).otherwise(0) for d in day_columns),
                   F.lit(0))
-    j = j.withColumn("_overlap_ignored", ignored)
-    for d in day_columns:
-        j = j.withColumn(d, F.when(F.lit(int(d)) <= last, F.lit(None).cast(df.schema[d].dataType)).otherwise(F.col(d)))
+    days = set(day_columns)
+    cols = [(F.when(F.lit(int(c)) <= last, F.lit(None).cast(df.schema[c].dataType)).otherwise(F.col(c)).alias(c)
+             if c in days else F.col(c)) for c in df.columns]
+    j = j.select(*cols, ignored.alias("_overlap_ignored"), "_last_day")   # one projection, not 31 withColumn
     return j.drop("_last_day")
