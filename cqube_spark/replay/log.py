@@ -79,10 +79,12 @@ class ReplayLog:
             return
         doc = {k: (v.isoformat() if isinstance(v, (dt.datetime, dt.date)) else v) for k, v in row.items()}
         for k in list(doc):
-            if k.endswith("_json") and doc[k]:
-                doc[k[:-5]] = json.loads(doc.pop(k))
-            elif k.endswith("_json"):
-                doc[k[:-5]] = doc.pop(k)
+            if k.endswith("_json"):
+                text = doc.pop(k)
+                try:
+                    doc[k[:-5]] = json.loads(text) if text else text
+                except json.JSONDecodeError:          # a refused request's raw text
+                    doc[k[:-5]] = text
         self.ctx.store.write_bytes(storage.join(self.ctx.roots["output"], "data_replay", f"{row['replay_id']}.json"),
                                    (json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n").encode())
 
