@@ -52,8 +52,14 @@ def delta_reader(spark, lake):
     return read
 
 
-def write_gold(df, path: str) -> None:
+def write_gold(df, path: str) -> int:
+    """Overwrite a gold table; returns the rows written (from the Delta commit's metrics, no extra scan)."""
+    from delta.tables import DeltaTable
+
     (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path))
+    hist = DeltaTable.forPath(df.sparkSession, path).history(1).select("operationMetrics").collect()
+    metrics = hist[0].operationMetrics if hist else {}
+    return int((metrics or {}).get("numOutputRows", 0) or 0)
 
 
 def _project(p: str | None, default: Path) -> Path:
@@ -84,11 +90,9 @@ def run(ctx) -> dict:
 
     hier = build_hierarchy(silver, state).persist(StorageLevel.MEMORY_AND_DISK)
     dims = {k: v.persist(StorageLevel.MEMORY_AND_DISK) for k, v in H.level_dims(hier).items()}
-    write_gold(hier.withColumn("_run_id", F.lit(ctx.run_id)), ctx.lake("gold", "hierarchy"))
+    n_schools = write_gold(hier.withColumn("_run_id", F.lit(ctx.run_id)), ctx.lake("gold", "hierarchy"))
     exc = H.exceptions(hier)
-    write_gold(exc.withColumn("_run_id", F.lit(ctx.run_id)), ctx.lake("gold", "hierarchy_exceptions"))
-    n_schools = spark.read.format("delta").load(ctx.lake("gold", "hierarchy")).count()
-    n_exc = spark.read.format("delta").load(ctx.lake("gold", "hierarchy_exceptions")).count()
+    n_exc = write_gold(exc.withColumn("_run_id", F.lit(ctx.run_id)), ctx.lake("gold", "hierarchy_exceptions"))
     ctx.log.info("hierarchy built", schools=n_schools, exceptions=n_exc)
 
     results: dict[str, dict] = {}
@@ -109,10 +113,9 @@ def run(ctx) -> dict:
         cached: list = []
         gold, as_of = engine.compute(spec, fact, hier, dims, ctx.as_of, ctx.run_id, start_month, cached=cached)
         path = ctx.lake("gold", spec.name)
-        write_gold(gold, path)
+        rows = write_gold(gold, path)
         for c in cached:
             c.unpersist()
-        rows = spark.read.format("delta").load(path).count()
         total_rows += rows
         results[spec.name] = {"rows": rows, "as_of": str(as_of) if as_of else None,
                               "seconds": round(time.monotonic() - t0, 2)}
@@ -124,8 +127,8 @@ def run(ctx) -> dict:
     unknown = P.unknown_schools(pc, silver, quarantine)
     n_unknown = 0
     if unknown is not None:
-        write_gold(unknown.withColumn("_run_id", F.lit(ctx.run_id)), ctx.lake("gold", "exceptions_unknown_schools"))
-        n_unknown = spark.read.format("delta").load(ctx.lake("gold", "exceptions_unknown_schools")).count()
+        n_unknown = write_gold(unknown.withColumn("_run_id", F.lit(ctx.run_id)),
+                               ctx.lake("gold", "exceptions_unknown_schools"))
     for d in dims.values():
         d.unpersist()
     hier.unpersist()
