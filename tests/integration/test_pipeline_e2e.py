@@ -95,7 +95,7 @@ def test_every_kpi_is_published(runs):
 
 
 def test_metadata_lists_every_file(runs):
-    out, first, _s, meta, _m2 = runs
+    out, first, _s, meta, meta2 = runs
     assert meta["run_id"] and meta["generated_at"]
     listed = {f["path"]: f for f in meta["files"]}
     assert set(listed) == set(first) - {"metadata.json"}
@@ -105,7 +105,9 @@ def test_metadata_lists_every_file(runs):
     sa = [f for f in meta["files"] if f["kpi"] == "student_attendance" and f["format"] == "json"]
     assert {f["level"] for f in sa} == set(LEVELS)
     assert {f["period"] for f in sa} >= {"2020-06", "2020-07", *WINDOWS}
-    assert (out / "current").is_symlink() and json.loads((out / "_current.json").read_text())["run_id"] == meta["run_id"]
+    # after the second run, the switch points at the second run's files
+    assert (out / "current").is_symlink() and json.loads((out / "_current.json").read_text())["run_id"] == meta2["run_id"]
+    assert meta2["run_id"] != meta["run_id"]
 
 
 def test_other_kpis_have_their_measures(runs):
