@@ -188,7 +188,10 @@ def lite_results(specs):
     return check_emission(MOCK / "test_data_lite", specs)
 
 
-@pytest.mark.skipif(not LITE_ZIPS, reason="../shared/data/cqube-mock not available")
+def test_real_lite_samples_are_present():
+    assert LITE_ZIPS, f"upstream samples not found under {MOCK} (set CQUBE_SHARED)"
+
+
 @pytest.mark.parametrize("zip_path", LITE_ZIPS)
 def test_real_lite_samples_pass_their_specs(lite_results, zip_path):
     r = lite_results[zip_path]
