@@ -12,11 +12,12 @@ columns and ``_file`` (lineage). Output: the gold frame, all levels and periods 
    are exact here (``count(distinct student)`` per school and period). Densified KPIs get a zero row for
    every unit of the hierarchy without data. School-level flags (e.g. CRC visit buckets) are set here.
    The base is cached: it is the school-level output and the input of step 3.
-3. **rollup**: join the (broadcast) hierarchy and aggregate the base to cluster/block/district/state with
-   GROUPING SETS, one job per breakdown. Every measure is pooled: sums of sums, sums of counts, min of
-   mins; nested distinct counts add up (a student belongs to one school); ratios are Σnumerator/Σdenominator
+3. **rollup**: join the (broadcast) hierarchy, explode every base row into the (breakdown, level) targets it
+   feeds and aggregate them all in ONE group-by (one shuffle for every breakdown and level). Every measure is
+   pooled: sums of sums, sums of counts, min of mins; nested distinct counts add up (a student belongs to one
+   school); ratios are Σnumerator/Σdenominator
    computed at each level, never averages of lower-level ratios. ``rollup: exact`` distinct counts (e.g.
-   CRCs, who visit many schools) are recounted from the fact at every level in one extra grouping-sets pass.
+   CRCs, who visit many schools) are recounted from the fact at every level in one extra pass.
 
 Schools whose parent is missing from a master have a NULL id at that level: they are left out of that
 level only. Base units that are not in the hierarchy at all are left out (see the exceptions KPI).
@@ -285,8 +286,39 @@ def _additive_columns(spec: KpiSpec) -> list[tuple[str, str]]:
     return out
 
 
+def _targets(spec: KpiSpec, types: dict[str, str], rows_gid: Column | None, levels_of) -> Column:
+    """The (breakdown, level) targets of a row, as an array of structs to explode: every breakdown the row
+    feeds (all of them when ``rows_gid`` is None) times that breakdown's levels from ``levels_of(bd)``.
+    Each struct carries the breakdown name, the level, that level's id and the breakdown's column values
+    (NULL for the columns the breakdown does not group by), so ONE group-by covers every breakdown and level."""
+    cols = spec.breakdown_columns
+    items = []
+    for bd in spec.breakdowns:
+        for lv in levels_of(bd):
+            fields = [F.lit(bd.name).alias("breakdown"), F.lit(lv).alias("level"),
+                      F.col(f"{lv}_id").cast("string").alias("id"),
+                      *[(F.col(c) if c in bd.columns else F.lit(None)).cast(types[c]).alias(c) for c in cols]]
+            s = F.struct(*fields)
+            items.append(s if rows_gid is None else F.when(rows_gid == gid_of(spec, bd.fact_columns), s))
+    arr = F.array(*items)
+    return arr if rows_gid is None else F.filter(arr, lambda x: x.isNotNull())
+
+
+def _types(df: DataFrame, cols) -> dict[str, str]:
+    return {f.name: f.dataType.simpleString() for f in df.schema.fields if f.name in cols}
+
+
+def _explode_targets(df: DataFrame, spec: KpiSpec, targets: Column) -> DataFrame:
+    """One row per target of each row; the breakdown columns are replaced by the target's values."""
+    cols = list(spec.breakdown_columns)
+    keep = [c for c in df.columns if c not in cols]
+    return (df.withColumn("_t", F.explode(targets))
+            .select(*keep, *[F.col(f"_t.{c}").alias(c) for c in ("breakdown", "level", "id", *cols)]))
+
+
 def rollup(spec: KpiSpec, base: DataFrame, hierarchy: DataFrame) -> DataFrame:
-    """Step 3: every level (school included) × period × breakdown, pooled."""
+    """Step 3: every level (school included) × period × breakdown, pooled, in one shuffle: each base row is
+    exploded into the (breakdown, higher level) targets it feeds and a single group-by aggregates them all."""
     base_id = f"{spec.base_level}_id"
     levels = list(spec.rollup_levels)
     higher = [lv for lv in levels if lv != spec.base_level]
@@ -294,38 +326,33 @@ def rollup(spec: KpiSpec, base: DataFrame, hierarchy: DataFrame) -> DataFrame:
     attrs = [c for c in ("school_management", "school_category") if c in spec.breakdown_columns]
     h = hierarchy.select(*hier_cols, *attrs).dropDuplicates([base_id])
     b = base.join(F.broadcast(h), base_id, "inner")
+    types = _types(b, spec.breakdown_columns)
     addl = _additive_columns(spec)
     frames = []
-    for bd in spec.breakdowns:
-        rows = b.where(F.col("_gid") == gid_of(spec, bd.fact_columns))
-        lv_b = [lv for lv in levels if bd.levels is None or lv in bd.levels]
-        # base level: the base rows themselves (only for breakdowns without hierarchy attributes)
-        if spec.base_level in lv_b and not bd.attr_columns:
-            frames.append(rows.select(F.lit(spec.base_level).alias("level"), F.col(base_id).alias("id"),
-                                      "period_type", "period", *bd.columns, *[c for c, _ in addl],
-                                      "source_files").withColumn("breakdown", F.lit(bd.name)))
-        up = [lv for lv in lv_b if lv in higher]
-        if not up:
-            continue
-        keys = ["period_type", "period", *bd.columns]
-        sets = [[*keys, f"{lv}_id"] for lv in up]
-        aggs = [getattr(F, comb)(c).alias(c) for c, comb in addl]
-        level_col = reduce(lambda acc, lv: acc.when(F.grouping(f"{lv}_id") == 0, F.lit(lv)), up[1:],
-                           F.when(F.grouping(f"{up[0]}_id") == 0, F.lit(up[0])))
-        g = (rows.groupingSets(sets, *keys, *[f"{lv}_id" for lv in up])
-             .agg(*aggs, level_col.alias("level")))
-        # a unit missing from its master has a NULL id: it is not a unit, leave those rows out
-        g = g.withColumn("id", reduce(lambda acc, lv: acc.when(F.col("level") == lv, F.col(f"{lv}_id")), up[1:],
-                                      F.when(F.col("level") == up[0], F.col(f"{up[0]}_id"))))
-        g = g.where(F.col("id").isNotNull()).drop(*[f"{lv}_id" for lv in up])
-        frames.append(g.withColumn("source_files", F.lit(None).cast("array<string>"))
-                      .withColumn("breakdown", F.lit(bd.name)))
+    # base level: the base rows themselves (only for breakdowns without hierarchy attributes), no shuffle
+    own = [bd for bd in spec.breakdowns
+           if spec.base_level in levels and (bd.levels is None or spec.base_level in bd.levels) and not bd.attr_columns]
+    if own:
+        tgt = _targets(spec, types, F.col("_gid"), lambda bd: [spec.base_level] if bd in own else [])
+        frames.append(_explode_targets(b, spec, tgt)
+                      .select("level", "id", "period_type", "period", "breakdown", *spec.breakdown_columns,
+                              *[c for c, _ in addl], "source_files"))
+
+    def up_levels(bd):
+        return [lv for lv in higher if bd.levels is None or lv in bd.levels]
+
+    if any(up_levels(bd) for bd in spec.breakdowns):
+        x = _explode_targets(b, spec, _targets(spec, types, F.col("_gid"), up_levels))
+        g = (x.where(F.col("id").isNotNull())     # a unit missing from its master has a NULL id: not a unit
+             .groupBy("level", "id", "period_type", "period", "breakdown", *spec.breakdown_columns)
+             .agg(*[getattr(F, comb)(c).alias(c) for c, comb in addl]))
+        frames.append(g.withColumn("source_files", F.lit(None).cast("array<string>")))
     return reduce(lambda a, c: a.unionByName(c, allowMissingColumns=True), frames)
 
 
 def exact_distincts(spec: KpiSpec, fact: DataFrame, hierarchy: DataFrame, as_of: dt.date | None,
                     start_month: int = 6) -> DataFrame | None:
-    """``rollup: exact`` distinct counts recounted at every level (one grouping-sets pass per breakdown)."""
+    """``rollup: exact`` distinct counts recounted from the fact at every level, every breakdown in one pass."""
     exact = [m for m in spec.measures if m.agg == "distinct_count" and m.rollup == "exact"]
     if not exact:
         return None
@@ -345,26 +372,20 @@ def exact_distincts(spec: KpiSpec, fact: DataFrame, hierarchy: DataFrame, as_of:
     f = (f.join(F.broadcast(h), base_id, "inner")
           .withColumn("_p", F.explode(F.filter(F.array(*items), lambda x: x.isNotNull())))
           .withColumn("period_type", F.col("_p.period_type")).withColumn("period", F.col("_p.period")))
-    for m in exact:
-        f = f.withColumn(f"_x_{m.name}", F.when(compile_filter(m.filter), F.col(m.column)))
-    frames = []
-    for bd in spec.breakdowns:
+    f = f.select("period_type", "period", *hier_cols, *spec.breakdown_columns,
+                 *[F.when(compile_filter(m.filter), F.col(m.column)).alias(f"_x_{m.name}") for m in exact])
+    types = _types(f, spec.breakdown_columns)
+
+    def lv_of(bd):
         lv_b = [lv for lv in levels if bd.levels is None or lv in bd.levels]
         if bd.attr_columns and spec.base_level in lv_b:
             lv_b.remove(spec.base_level)
-        if not lv_b:
-            continue
-        keys = ["period_type", "period", *bd.columns]
-        sets = [[*keys, f"{lv}_id"] for lv in lv_b]
-        level_col = reduce(lambda acc, lv: acc.when(F.grouping(f"{lv}_id") == 0, F.lit(lv)), lv_b[1:],
-                           F.when(F.grouping(f"{lv_b[0]}_id") == 0, F.lit(lv_b[0])))
-        g = (f.groupingSets(sets, *keys, *[f"{lv}_id" for lv in lv_b])
-             .agg(*[F.count_distinct(f"_x_{m.name}").alias(m.name) for m in exact], level_col.alias("level")))
-        g = g.withColumn("id", reduce(lambda acc, lv: acc.when(F.col("level") == lv, F.col(f"{lv}_id")), lv_b[1:],
-                                      F.when(F.col("level") == lv_b[0], F.col(f"{lv_b[0]}_id"))))
-        frames.append(g.where(F.col("id").isNotNull()).drop(*[f"{lv}_id" for lv in lv_b])
-                      .withColumn("breakdown", F.lit(bd.name)))
-    return reduce(lambda a, c: a.unionByName(c, allowMissingColumns=True), frames)
+        return lv_b
+
+    x = _explode_targets(f, spec, _targets(spec, types, None, lv_of))
+    return (x.where(F.col("id").isNotNull())
+            .groupBy("level", "id", "period_type", "period", "breakdown", *spec.breakdown_columns)
+            .agg(*[F.count_distinct(f"_x_{m.name}").alias(m.name) for m in exact]))
 
 
 def finalize(spec: KpiSpec, rolled: DataFrame) -> DataFrame:

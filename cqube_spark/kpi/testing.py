@@ -43,7 +43,9 @@ def hierarchy_of(spark, masters: dict | None = None):
     m = masters or tiny_masters(spark)
     h = H.build(m["school_master"], m["cluster_master"], m["block_master"], m["district_master"],
                 m["school_management"], "75", "Test State")
-    return h, H.level_dims(h)
+    # materialised like the kpis job does (it persists them): small, and read by every step of a KPI
+    h = h.localCheckpoint()
+    return h, {k: v.localCheckpoint() for k, v in H.level_dims(h).items()}
 
 
 def attendance_frame(spark, rows, school="SchoolId", person="StudentId", ay="AcademicYear"):
