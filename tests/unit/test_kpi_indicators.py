@@ -25,7 +25,8 @@ def run_kpi(spark, name, tables, as_of=None, state=None, spec=None):
                        state=state or {}, spec_path=spec.path)
     fact = P.PREPS[spec.prep](pc)
     g, _ = engine.compute(spec, fact, hier, dims, as_of, "r")
-    return g
+    # Computed once here: every pick() below reads the materialised rows instead of re-running the plan.
+    return spark.createDataFrame(g.collect(), g.schema)
 
 
 def pick(g, level, uid, period="overall", breakdown="total", **bd):
