@@ -129,8 +129,9 @@ def test_cassandra_keyspace_table_roundtrip():
     _client("cassandra.cluster", "cassandra-driver")
     from cassandra.cluster import Cluster
 
-    cluster = Cluster(CASSANDRA_HOSTS, port=CASSANDRA_PORT, connect_timeout=10)
+    cluster = Cluster(CASSANDRA_HOSTS, port=CASSANDRA_PORT, connect_timeout=30)
     session = cluster.connect()
+    session.default_timeout = 60     # a single node on 2 busy cores: DDL and the first writes can take a while
     keyspace = _unique("svc_test_")
     try:
         session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = "
