@@ -24,8 +24,17 @@ S3_ACCESS_KEY = os.environ.get("CQUBE_S3_ACCESS_KEY", "cqube")
 S3_SECRET_KEY = os.environ.get("CQUBE_S3_SECRET_KEY", "cqube-secret")
 POSTGRES_DSN = os.environ.get("CQUBE_POSTGRES_DSN", "postgresql://cqube:cqube@127.0.0.1:5432/cqube")
 REDIS_URL = os.environ.get("CQUBE_REDIS_URL", "redis://127.0.0.1:6379/0")
-CASSANDRA_HOSTS = [h.strip() for h in os.environ.get("CQUBE_CASSANDRA_HOSTS", "127.0.0.1").split(",") if h.strip()]
-CASSANDRA_PORT = int(os.environ.get("CQUBE_CASSANDRA_PORT", "9042"))
+
+def _cassandra_endpoint() -> tuple[list[str], int]:
+    """``CQUBE_CASSANDRA_HOSTS`` read the way the project reads it (``host[:port]`` list, one port for all)."""
+    from cqube_spark.exhaust.settings import parse_cassandra_hosts
+
+    spec = os.environ.get("CQUBE_CASSANDRA_HOSTS") or f"127.0.0.1:{os.environ.get('CQUBE_CASSANDRA_PORT', '9042')}"
+    hosts, port = parse_cassandra_hosts(spec)
+    return list(hosts), port
+
+
+CASSANDRA_HOSTS, CASSANDRA_PORT = _cassandra_endpoint()
 KAFKA_BOOTSTRAP = os.environ.get("CQUBE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 
 
