@@ -15,6 +15,7 @@ A bad file never fails the run; only infrastructure errors do (exit 1).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -85,16 +86,22 @@ def period_date(spec: SourceSpec, header: str | None, first_row: str | None, tod
     return today
 
 
-def check_header(spec: SourceSpec, header: str | None) -> None:
+def check_header(spec: SourceSpec, header: str | None) -> SourceSpec:
+    """The spec to load the file with: the spec itself when the header lists every declared column, or the
+    spec without its state-deactivated columns when the file leaves exactly those out (``state.yaml``);
+    anything else is a ``header_mismatch`` rejection."""
     if header is None:
         raise Rejection("empty_file", "empty file: no header and no rows")
     got = [h.strip().strip('"').strip().lower() for h in header.split(spec.delimiter)]
     want = [c.name.lower() for c in spec.columns]
-    if got != want:
-        missing = [c for c in want if c not in got]
-        extra = [c for c in got if c not in want]
-        raise Rejection("header_mismatch", f"header does not match spec {spec.name}: "
-                        f"{len(got)} columns (expected {len(want)}); missing {missing[:5]}, unexpected {extra[:5]}")
+    if got == want:
+        return spec
+    if spec.inactive_columns and got == [c.name.lower() for c in spec.active_columns]:
+        return dataclasses.replace(spec, columns=tuple(spec.active_columns))
+    missing = [c for c in want if c not in got]
+    extra = [c for c in got if c not in want]
+    raise Rejection("header_mismatch", f"header does not match spec {spec.name}: "
+                    f"{len(got)} columns (expected {len(want)}); missing {missing[:5]}, unexpected {extra[:5]}")
 
 
 class Intake:
@@ -201,7 +208,7 @@ class Intake:
                                                     ex.records)
                         if problems:
                             raise Rejection("manifest_mismatch", "; ".join(problems))
-                    check_header(spec, ex.header)
+                    spec = check_header(spec, ex.header)
                     if ex.records == 0:
                         raise Rejection("empty_file", f"{info.filename}: no data rows (empty_file)")
                     accepted.append((spec, row, ex))

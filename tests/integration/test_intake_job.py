@@ -161,9 +161,23 @@ def test_state_yaml_deactivates_optional_attribute(spark, data_root, tmp_path):
                      "ClusterId": "7501010001"}.get(c.name, "1" if c.type == "int" else "x"))
     write_zip(data_root / "emission" / "infra_trans" / "infra_trans.zip", "infra_trans.csv",
               header + "\n" + "|".join(vals) + "\n")
+    # a state that switched the item off may also stop emitting the column: that file loads too
+    names = [c.name for c in spec.columns]
+    keep = [i for i, n in enumerate(names) if n != "HaveCCTV"]
+    row2 = list(vals)
+    row2[names.index("school_id")] = "75010100102"
+    write_zip(data_root / "emission" / "infra_trans" / "infra_trans_no_cctv.zip", "infra_trans_2.csv",
+              "|".join(names[i] for i in keep) + "\n" + "|".join(row2[i] for i in keep) + "\n")
+    # ...but a file missing an ACTIVE column is still refused
+    write_zip(data_root / "emission" / "infra_trans" / "infra_trans_no_library.zip", "infra_trans_3.csv",
+              "|".join(n for n in names if n != "HaveLibrary") + "\n"
+              + "|".join(v for n, v in zip(names, vals) if n != "HaveLibrary") + "\n")
     assert run_job("intake", params=NO_GE + [f"stateConfig={state}"]) == 0
     silver = spark.read.format("delta").load(str(data_root / "lake" / "silver" / "infra_trans"))
-    assert "HaveCCTV" not in silver.columns and "HaveLibrary" in silver.columns and silver.count() == 1
+    assert "HaveCCTV" not in silver.columns and "HaveLibrary" in silver.columns
+    assert sorted(r.school_id for r in silver.select("school_id").collect()) == [75010100101, 75010100102]
+    rejected = tracker(spark, data_root).where("status = 'rejected'").collect()
+    assert [(r.member, r.error.split(":")[0]) for r in rejected] == [("infra_trans_3.csv", "header_mismatch")]
 
 
 def test_bad_state_config_exits_2(data_root, tmp_path):

@@ -120,3 +120,22 @@ def test_great_expectations_counts_agree_with_rule_counts(spark):
         mine[(r.x.rule, r.x.column)] = mine.get((r.x.rule, r.x.column), 0) + 1
     assert mine  # the fixture does break rules
     assert {k: n for k, n in ge.items() if n and k[0] not in ("marks_above_max", "invalid_latlong")} == mine
+
+
+def test_sat_same_student_exam_question_with_different_marks_is_a_conflict(spark):
+    """SAT's 'same student, school, semester, class, different subject values' rule at question level:
+    the exam code fixes semester, class and subject, so two rows of one student, exam and question with
+    different marks are conflicting (all quarantined); other questions of the same student are kept."""
+    from cqube_spark.quality.spec import load_spec
+
+    spec = load_spec("configs/sources/semester_exam_result_trans.yaml")
+    exam = "SAT030101072020"
+    lines = [f"1|1|{exam}|7|7|75010100101|3|A|101|4",
+             f"2|1|{exam}|7|7|75010100101|3|A|101|5",      # same student, exam, question: other marks
+             f"3|1|{exam}|7|7|75010100101|3|A|102|2",
+             f"4|1|{exam}|8|8|75010100101|3|A|101|4"]
+    df = spark.createDataFrame([("f", i + 2, l) for i, l in enumerate(lines)], "_file string, _line long, value string")
+    out = dedupe.mark_duplicates(rules.validate(df, spec), spec).select("_line", "_dup")
+    expected = spark.createDataFrame([(2, "conflict"), (3, "conflict"), (4, "keep"), (5, "keep")],
+                                     "_line long, _dup string")
+    assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
