@@ -27,7 +27,7 @@
 #              broker+controller, :${CQUBE_KAFKA_PORT:-9092} (controller :${CQUBE_KAFKA_CONTROLLER_PORT:-9093}).
 #
 #              Startup: JVM options of Cassandra 5.0's conf/jvm17-server.options (--add-exports/--add-opens
-#              are required on Java 17), jamm agent, -Xms512m -Xmx1g, ring delay / gossip settle skipped.
+#              are required on Java 17), jamm agent, -Xms512m -Xmx${CQUBE_CASSANDRA_HEAP:-2g} (1g ran out of memory under the exhaust bench's 1M-row load), ring delay / gossip settle skipped.
 #              Ready = CQL query answers: ~10-20 s on 2 cores. Kafka ready (Admin API lists topics): ~10-20 s.
 #
 # Python helpers go into <repo>/.venv when it exists, else into the active virtualenv, else into a private
@@ -518,7 +518,7 @@ launch_cassandra() {
   # JVM options: Cassandra 5.0's conf/jvm17-server.options (JPMS exports/opens, G1, netty settings)
   # plus a small heap and the system properties that make a fresh single node start fast.
   local opts=(
-    -Xms512m -Xmx1g -Xss256k -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1
+    -Xms512m -Xmx"${CQUBE_CASSANDRA_HEAP:-2g}" -Xss256k -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1
     -XX:G1HeapRegionSize=16m -XX:MaxGCPauseMillis=300 -XX:+CrashOnOutOfMemoryError
     -Djava.net.preferIPv4Stack=true -Djdk.attach.allowAttachSelf=true
     --add-exports java.base/jdk.internal.misc=ALL-UNNAMED

@@ -60,6 +60,20 @@ def consented(i: int) -> bool:
 
 
 def write_chunk(args) -> tuple[int, int, int]:
+    """Writes one chunk; the writes are idempotent upserts, so a chunk that hit a timeout (one Cassandra node
+    on 2 busy cores) is simply written again. Errors go back to the parent as plain text (driver exceptions
+    do not pickle)."""
+    last = None
+    for _attempt in range(3):
+        try:
+            return _write_chunk(args)
+        except Exception as e:  # noqa: BLE001 - retried, then reported
+            last = f"{type(e).__name__}: {e}"
+            time.sleep(5)
+    raise RuntimeError(f"chunk {args[1]}..{args[2]} failed 3 times: {last}")
+
+
+def _write_chunk(args) -> tuple[int, int, int]:
     program_id, lo, hi = args
     import redis
 
@@ -67,6 +81,7 @@ def write_chunk(args) -> tuple[int, int, int]:
 
     cluster = settings.cassandra().cluster()
     session = cluster.connect()
+    session.default_timeout = 60
     cipher = crypto.PiiCipher(crypto.key_from_env())
     rds = redis.Redis.from_url(settings.redis_url())
     n_e = seed.insert_enrollments(session, (enrollment(program_id, i) for i in range(lo, hi)), concurrency=16)
