@@ -15,8 +15,7 @@ columns and ``_file`` (lineage). Output: the gold frame, all levels and periods 
 3. **rollup**: join the (broadcast) hierarchy, explode every base row into the (breakdown, level) targets it
    feeds and aggregate them all in ONE group-by (one shuffle for every breakdown and level). Every measure is
    pooled: sums of sums, sums of counts, min of mins; nested distinct counts add up (a student belongs to one
-   school); ratios are Σnumerator/Σdenominator
-   computed at each level, never averages of lower-level ratios. ``rollup: exact`` distinct counts (e.g.
+   school); ratios are Σnumerator/Σdenominator computed at each level, never averages of lower-level ratios. ``rollup: exact`` distinct counts (e.g.
    CRCs, who visit many schools) are recounted from the fact at every level in one extra pass.
 
 Schools whose parent is missing from a master have a NULL id at that level: they are left out of that
