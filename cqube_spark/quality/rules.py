@@ -3,8 +3,9 @@
 Input: a frame of raw lines ``(_file, _line, value)`` (header already removed, trailing CR stripped).
 :func:`parse` splits each line on the spec's delimiter (a quote-aware ``from_csv`` for quoted sources),
 strips surrounding double quotes, maps the null tokens to NULL and types every active column with
-``try_cast`` semantics. :func:`with_violations` adds ``_violations: array<struct<rule, column, reason>>``
-computed for all rules at once; rows with an empty array are valid.
+``try_cast`` semantics (see :func:`cast_expr`). :func:`with_violations` adds
+``_violations: array<struct<rule, column, reason>>`` computed for all rules at once; rows with an empty
+array are valid.
 
 Rule names (see configs/sources/README.md): column_count, blank_line, control_characters,
 mandatory_missing, type_mismatch, max_length, pattern_mismatch, out_of_domain, unknown_foreign_key,
@@ -47,14 +48,23 @@ def spark_type(t: str) -> str:
 
 
 def cast_expr(raw: SparkColumn, col) -> SparkColumn:
-    """``try_cast``-style typing: NULL when the text is not a value of the declared type."""
+    """``try_cast`` semantics: NULL when the text is not a value of the declared type.
+
+    Written as a plain cast, which returns NULL on bad text when ``spark.sql.ansi.enabled`` is false (the
+    project default; :func:`cqube_spark.intake.load.loading_conf` enforces it while a file is validated).
+    ``try_cast`` gives the same answers but is 3× slower on Spark 4.1 (37 int columns of 1.16M rows: 28.8 s
+    against 9.3 s). Integral types also refuse a fraction, which the plain cast would truncate ("1.5" → 1).
+    """
     t = col.type
     if t == "string":
         return raw
     if t in ("date", "timestamp") and col.format:
         ts = F.try_to_timestamp(raw, F.lit(col.format))
         return F.to_date(ts) if t == "date" else ts
-    return raw.try_cast(spark_type(t))
+    typed = raw.cast(spark_type(t))
+    if t in ("int", "long"):
+        typed = F.when(~raw.contains("."), typed)
+    return typed
 
 
 def _lit_list(values) -> list:
@@ -79,17 +89,20 @@ def parse(lines: DataFrame, spec: SourceSpec) -> DataFrame:
     n = len(spec.columns)
     delim = re.escape(spec.delimiter)
     value = F.col("value")
+    meta = [c for c in lines.columns if c != "value"]
     if spec.quote:
         schema = ", ".join(f"`c{i}` STRING" for i in range(n))
         parsed = F.from_csv(value, schema, {"sep": spec.delimiter, "nullValue": "\u0000none", "mode": "PERMISSIVE"})
-        fields = [parsed[f"c{i}"] for i in range(n)]
         ncols = F.size(F.split(F.regexp_replace(value, '"(?:[^"]|"")*"', ""), delim, -1))
+        split = lines.select(*meta, value.alias(RAW), ncols.alias("_ncols"), parsed.alias("__fields"))
+        fields = [F.col("__fields")[f"c{i}"] for i in range(n)]
     else:
-        arr = F.split(value, delim, -1)
-        fields = [F.get(arr, i) for i in range(n)]
-        ncols = F.size(arr)
+        split = lines.select(*meta, value.alias(RAW), F.split(value, delim, -1).alias("__fields"))
+        split = split.select(*meta, RAW, F.size("__fields").alias("_ncols"), "__fields")
+        fields = [F.get(F.col("__fields"), i) for i in range(n)]
+    # The line is split once, in its own projection: the field expressions below refer to each field several
+    # times, and Spark does not merge projections that would repeat a costly expression (the split).
     nulls = [v for v in spec.null_values]
-    out = [c for c in lines.columns if c != "value"] + [value.alias(RAW), ncols.alias("_ncols")]
     raw_cols = []
     for c, f in zip(spec.columns, fields):
         if not spec.quote:  # strip one pair of surrounding double quotes ("ManagementId")
@@ -97,7 +110,7 @@ def parse(lines: DataFrame, spec: SourceSpec) -> DataFrame:
                        f.substr(F.lit(2), F.length(f) - 2)).otherwise(f)
         f = F.when(f.isin(nulls), F.lit(None).cast("string")).otherwise(f) if nulls else f
         raw_cols.append(f.alias(safe_name(c.name)))
-    df = lines.select(*out, *raw_cols)
+    df = split.select(*meta, RAW, "_ncols", *raw_cols)
     typed = [cast_expr(F.col(safe_name(c.name)), c).alias(typed_name(c.name)) for c in spec.active_columns]
     return df.select("*", *typed)
 
@@ -131,28 +144,32 @@ def with_references(df: DataFrame, spec: SourceSpec, refs: Mapping[str, DataFram
     return df
 
 
-def violation_exprs(spec: SourceSpec, available: set[str]) -> list[SparkColumn]:
-    """One nullable struct per (rule, column); NULL when the rule holds for the row."""
-    out: list[SparkColumn] = []
+def _when(broken: SparkColumn, violation: SparkColumn) -> tuple[SparkColumn, SparkColumn]:
+    return F.coalesce(broken, F.lit(False)), violation
+
+
+def violation_exprs(spec: SourceSpec, available: set[str]) -> list[tuple[SparkColumn, SparkColumn]]:
+    """One (broken, violation struct) pair per (rule, column): the rule fails for the row when ``broken``."""
+    out: list[tuple[SparkColumn, SparkColumn]] = []
     latlong_cols = {c for chk in spec.checks if chk["rule"] == "latlong_valid" for c in chk.get("columns", [])}
     for c in spec.active_columns:
         raw, typed = F.col(safe_name(c.name)), F.col(typed_name(c.name))
         if c.mandatory:
-            out.append(F.when(raw.isNull(), _violation("mandatory_missing", c.name, "missing mandatory value")))
-        out.append(F.when(raw.isNotNull() & typed.isNull(),
+            out.append(_when(raw.isNull(), _violation("mandatory_missing", c.name, "missing mandatory value")))
+        out.append(_when(raw.isNotNull() & typed.isNull(),
                           _violation("type_mismatch", c.name,
                                      F.concat(F.lit(f"expected {c.type}, got '"), _short(raw), F.lit("'")))))
         if c.max_length:
-            out.append(F.when(F.length(raw) > c.max_length,
+            out.append(_when(F.length(raw) > c.max_length,
                               _violation("max_length", c.name,
                                          F.concat(F.lit("length "), F.length(raw).cast("string"),
                                                   F.lit(f" > {c.max_length}")))))
         if c.pattern:
-            out.append(F.when(raw.isNotNull() & ~raw.rlike(c.pattern),
+            out.append(_when(raw.isNotNull() & ~raw.rlike(c.pattern),
                               _violation("pattern_mismatch", c.name,
                                          F.concat(F.lit("'"), _short(raw), F.lit(f"' does not match {c.pattern}")))))
         if c.domain is not None:
-            out.append(F.when(typed.isNotNull() & ~typed.isin(_lit_list(c.domain)),
+            out.append(_when(typed.isNotNull() & ~typed.isin(_lit_list(c.domain)),
                               _violation("out_of_domain", c.name,
                                          F.concat(F.lit("'"), _short(raw),
                                                   F.lit(f"' not in {list(c.domain)}")))))
@@ -162,7 +179,7 @@ def violation_exprs(spec: SourceSpec, available: set[str]) -> list[SparkColumn]:
                 cond = cond | (typed < F.lit(c.min))
             if c.max is not None:
                 cond = cond | (typed > F.lit(c.max))
-            out.append(F.when(typed.isNotNull() & cond,
+            out.append(_when(typed.isNotNull() & cond,
                               _violation("out_of_domain", c.name,
                                          F.concat(F.lit("'"), _short(raw),
                                                   F.lit(f"' outside [{c.min}, {c.max}]")))))
@@ -171,7 +188,7 @@ def violation_exprs(spec: SourceSpec, available: set[str]) -> list[SparkColumn]:
             continue
         col = fk["column"]
         ref = fk["references"]
-        out.append(F.when(F.col(typed_name(col)).isNotNull() & F.col(f"__fk_{i}").isNull(),
+        out.append(_when(F.col(typed_name(col)).isNotNull() & F.col(f"__fk_{i}").isNull(),
                           _violation("unknown_foreign_key", col,
                                      F.concat(F.lit("'"), _short(F.col(safe_name(col))),
                                               F.lit(f"' not in {ref['source']}.{ref['column']}")))))
@@ -181,7 +198,7 @@ def violation_exprs(spec: SourceSpec, available: set[str]) -> list[SparkColumn]:
             lat, lon = chk["columns"][:2]
             tl, tg = F.col(typed_name(lat)), F.col(typed_name(lon))
             bad = ((tl.isNotNull() & ~tl.between(*INDIA_LAT)) | (tg.isNotNull() & ~tg.between(*INDIA_LON)))
-            out.append(F.when(bad, _violation("invalid_latlong", f"{lat},{lon}",
+            out.append(_when(bad, _violation("invalid_latlong", f"{lat},{lon}",
                                               F.concat(F.lit("("), _short(F.col(safe_name(lat))), F.lit(", "),
                                                        _short(F.col(safe_name(lon))),
                                                        F.lit(") outside India (6..38 N, 68..98 E)")))))
@@ -195,7 +212,7 @@ def violation_exprs(spec: SourceSpec, available: set[str]) -> list[SparkColumn]:
                 src = f"{chk['max_from']['source']}.{chk['max_from']['column']}"
             else:
                 continue
-            out.append(F.when(obtained.isNotNull() & mx.isNotNull() & (obtained > mx),
+            out.append(_when(obtained.isNotNull() & mx.isNotNull() & (obtained > mx),
                               _violation("marks_above_max", chk["column"],
                                          F.concat(F.lit("marks "), obtained.cast("string"), F.lit(" > max "),
                                                   mx.cast("string"), F.lit(f" ({src})")))))
@@ -204,7 +221,7 @@ def violation_exprs(spec: SourceSpec, available: set[str]) -> list[SparkColumn]:
             cond = F.lit(True)
             for k, v in where.items():
                 cond = cond & (F.col(typed_name(k)) == F.lit(v))
-            out.append(F.when(cond & (F.abs(F.col("__wsum") - F.lit(float(chk.get("total", 100)))) > 1e-6),
+            out.append(_when(cond & (F.abs(F.col("__wsum") - F.lit(float(chk.get("total", 100)))) > 1e-6),
                               _violation("weights_sum", chk["column"],
                                          F.concat(F.lit("sum of active weights "), F.col("__wsum").cast("string"),
                                                   F.lit(f" != {chk.get('total', 100)}")))))
@@ -231,9 +248,16 @@ def with_violations(df: DataFrame, spec: SourceSpec) -> DataFrame:
                   .when(wrong_count, F.array(_violation(
                       "column_count", None,
                       F.concat(F.lit("expected "), F.lit(n), F.lit(" columns, got "), F.col("_ncols").cast("string"))))))
-    control = F.when(raw.rlike(CONTROL_CHARS), _violation("control_characters", None,
-                                                          "control or invalid (non UTF-8) characters in the line"))
-    rows = F.array_compact(F.array(control, *violation_exprs(spec, available)))
+    checks = [(raw.rlike(CONTROL_CHARS), _violation("control_characters", None,
+                                                    "control or invalid (non UTF-8) characters in the line")),
+              *violation_exprs(spec, available)]
+    # Most rows break no rule: test the plain conditions first and build the violation structs only for the
+    # rows that break one (validating student attendance: 14.2 s → 11.4 s).
+    broken = F.lit(False)
+    for cond, _ in checks:
+        broken = broken | cond
+    rows = F.when(broken, F.array_compact(F.array(*[F.when(c, v) for c, v in checks])))
+    rows = rows.otherwise(F.array().cast("array<struct<rule:string,column:string,reason:string>>"))
     helpers = [c for c in df.columns if c.startswith("__fk_") or c.startswith("__max_") or c == "__wsum"]
     return df.withColumn(VIOLATIONS, F.coalesce(structural, rows)).drop(*helpers, "_ncols")
 

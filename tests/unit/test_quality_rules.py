@@ -37,6 +37,9 @@ def _validate(spark, lines):
     ("1|1|5", "column_count", None),
     ("1|1|5|10|20.1|74.2|100|extra", "column_count", None),
     ("x|1|5|10|20.1|74.2|100", "type_mismatch", "id"),
+    ("1|1.5|5|10|20.1|74.2|100", "type_mismatch", "code"),            # a plain cast would truncate to 1
+    ("1|1|5|10|20.1|74.2|99999999999999999999", "type_mismatch", "school"),   # long overflow
+    ("1|1|5x|10|20.1|74.2|100", "type_mismatch", "marks"),
     ("123456|1|5|10|20.1|74.2|100", "max_length", "id"),
     ("NULL|1|5|10|20.1|74.2|100", "mandatory_missing", "id"),
     ("+1|1|5|10|20.1|74.2|100", "pattern_mismatch", "id"),
