@@ -5,8 +5,9 @@ for most KPIs), ``date`` (NULL for undated snapshots), the spec's fact breakdown
 columns and ``_file`` (lineage). Output: the gold frame, all levels and periods in one table.
 
 1. **bucket** (one pass over the fact, no explode): group by base unit × finest grain bucket × fact breakdown
-   columns (× the entity of nested distinct counts, e.g. the student), with every additive partial computed
-   once for the whole bucket and once per window by conditional aggregation (``sum(when(in_window, x))``).
+   columns (× the entity of nested distinct counts, e.g. the student) × source file, with every additive
+   partial computed once for the whole bucket and once per window by conditional aggregation
+   (``sum(when(in_window, x))``).
 2. **base** (school × period): explode the few period memberships of each bucket row (its month, its
    academic year, the windows it falls in) and aggregate per breakdown with GROUPING SETS; distinct counts
    are exact here (``count(distinct student)`` per school and period). Densified KPIs get a zero row for
@@ -152,13 +153,15 @@ def bucket_aggregate(spec: KpiSpec, fact: DataFrame, as_of: dt.date | None, star
                 aggs += [F.sum(v).alias(f"{m.name}__s__{s}"), F.count(v).alias(f"{m.name}__c__{s}")]
             else:      # distinct_count (nested) / schools: "has a contributing row in the slot"
                 aggs.append(F.max(v).alias(f"{m.name}__{s}"))
-    if "_files" in fact.columns:       # a prep that already aggregated its lineage
-        files = F.array_distinct(F.flatten(F.collect_list("_files")))
-    elif "_file" in fact.columns:
-        files = F.collect_set("_file")
+    if "_file" in fact.columns and "_files" not in fact.columns:
+        # lineage as a grouping key: a bucket fed by two files becomes two rows that step 2 adds up. A set
+        # per bucket (collect_set) is an object aggregate, which Spark sorts once it holds more than 128
+        # groups: student attendance buckets took 28.3 s with it, 11.6 s without (1.16M buckets).
+        keys.append("_file")
+    elif "_files" in fact.columns:     # a prep that already aggregated its lineage
+        aggs.append(F.array_distinct(F.flatten(F.collect_list("_files"))).alias("_files"))
     else:
-        files = F.array().cast("array<string>")
-    aggs.append(files.alias("_files"))
+        aggs.append(F.array().cast("array<string>").alias("_files"))
     return f.groupBy(*keys).agg(*aggs)
 
 
@@ -207,7 +210,8 @@ def base_aggregate(spec: KpiSpec, buckets: DataFrame, start_month: int = 6) -> D
     exploded = (buckets.withColumn("_p", F.explode(_period_structs(spec, start_month)))
                 .withColumn("period_type", F.col("_p.period_type")).withColumn("period", F.col("_p.period"))
                 .withColumn("_slot", F.col("_p._slot")))
-    exploded = exploded.select(base_id, "period_type", "period", "_files", *spec.fact_breakdown_columns,
+    lineage = "_file" if "_file" in buckets.columns else "_files"
+    exploded = exploded.select(base_id, "period_type", "period", lineage, *spec.fact_breakdown_columns,
                                *([spec.entity] if spec.entity else []),
                                *[_pick(f"{m.name}{sfx}", slots).alias(f"{m.name}{sfx}")
                                  for m in measures for sfx, _c in _partials(m)])
@@ -223,7 +227,8 @@ def base_aggregate(spec: KpiSpec, buckets: DataFrame, start_month: int = 6) -> D
                 aggs.append(F.sum(c).alias(f"{m.name}{sfx}"))
             else:
                 aggs.append(getattr(F, comb)(c).alias(f"{m.name}{sfx}"))
-    aggs.append(F.array_sort(F.array_distinct(F.flatten(F.collect_list("_files")))).alias("source_files"))
+    files = F.collect_set("_file") if lineage == "_file" else F.array_distinct(F.flatten(F.collect_list("_files")))
+    aggs.append(F.array_sort(files).alias("source_files"))
     keys = [base_id, "period_type", "period"]
     parts = fact_parts(spec)
     if spec.fact_breakdown_columns:
