@@ -126,10 +126,13 @@ def main(argv=None) -> int:
             cmd = [sys.executable, __file__, "--one", str(s), "--schools", str(a.schools), "--students-per-school",
                    str(a.students_per_school), "--month", a.month, "--sources", a.sources, "--work", str(work)]
             env = dict(os.environ, SPARK_LOCAL_IP=os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"))
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+            log = work / f"scale{s}.log"      # the job's logs and Spark's stderr, for a failed run
+            with open(log, "w") as err:
+                proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")), None)
             if proc.returncode or not line:
-                print(f"scale {s} failed (exit {proc.returncode})\n{proc.stdout[-2000:]}", file=sys.stderr)
+                tail = log.read_text(errors="replace")[-4000:]
+                print(f"scale {s} failed (exit {proc.returncode}); log {log}:\n{tail}", file=sys.stderr)
                 return 1
             r = json.loads(line[6:])
             results.append(r)
