@@ -117,6 +117,7 @@ def main(argv=None) -> int:
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     work = Path(a.work or tempfile.mkdtemp(prefix="cqube-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     if a.one is not None:
         print("BENCH " + json.dumps(one(a.one, a.schools, a.students_per_school, a.month, work, a.sources)))
         return 0
