@@ -144,7 +144,8 @@ def with_references(df: DataFrame, spec: SourceSpec, refs: Mapping[str, DataFram
     return df
 
 
-def _when(broken: SparkColumn, violation: SparkColumn) -> tuple[SparkColumn, SparkColumn]:
+def _check(broken: SparkColumn, violation: SparkColumn) -> tuple[SparkColumn, SparkColumn]:
+    """A rule as (broken, violation): ``broken`` is never NULL, the struct is built only when it is true."""
     return F.coalesce(broken, F.lit(False)), violation
 
 
@@ -155,21 +156,21 @@ def violation_exprs(spec: SourceSpec, available: set[str]) -> list[tuple[SparkCo
     for c in spec.active_columns:
         raw, typed = F.col(safe_name(c.name)), F.col(typed_name(c.name))
         if c.mandatory:
-            out.append(_when(raw.isNull(), _violation("mandatory_missing", c.name, "missing mandatory value")))
-        out.append(_when(raw.isNotNull() & typed.isNull(),
+            out.append(_check(raw.isNull(), _violation("mandatory_missing", c.name, "missing mandatory value")))
+        out.append(_check(raw.isNotNull() & typed.isNull(),
                           _violation("type_mismatch", c.name,
                                      F.concat(F.lit(f"expected {c.type}, got '"), _short(raw), F.lit("'")))))
         if c.max_length:
-            out.append(_when(F.length(raw) > c.max_length,
+            out.append(_check(F.length(raw) > c.max_length,
                               _violation("max_length", c.name,
                                          F.concat(F.lit("length "), F.length(raw).cast("string"),
                                                   F.lit(f" > {c.max_length}")))))
         if c.pattern:
-            out.append(_when(raw.isNotNull() & ~raw.rlike(c.pattern),
+            out.append(_check(raw.isNotNull() & ~raw.rlike(c.pattern),
                               _violation("pattern_mismatch", c.name,
                                          F.concat(F.lit("'"), _short(raw), F.lit(f"' does not match {c.pattern}")))))
         if c.domain is not None:
-            out.append(_when(typed.isNotNull() & ~typed.isin(_lit_list(c.domain)),
+            out.append(_check(typed.isNotNull() & ~typed.isin(_lit_list(c.domain)),
                               _violation("out_of_domain", c.name,
                                          F.concat(F.lit("'"), _short(raw),
                                                   F.lit(f"' not in {list(c.domain)}")))))
@@ -179,7 +180,7 @@ def violation_exprs(spec: SourceSpec, available: set[str]) -> list[tuple[SparkCo
                 cond = cond | (typed < F.lit(c.min))
             if c.max is not None:
                 cond = cond | (typed > F.lit(c.max))
-            out.append(_when(typed.isNotNull() & cond,
+            out.append(_check(typed.isNotNull() & cond,
                               _violation("out_of_domain", c.name,
                                          F.concat(F.lit("'"), _short(raw),
                                                   F.lit(f"' outside [{c.min}, {c.max}]")))))
@@ -188,7 +189,7 @@ def violation_exprs(spec: SourceSpec, available: set[str]) -> list[tuple[SparkCo
             continue
         col = fk["column"]
         ref = fk["references"]
-        out.append(_when(F.col(typed_name(col)).isNotNull() & F.col(f"__fk_{i}").isNull(),
+        out.append(_check(F.col(typed_name(col)).isNotNull() & F.col(f"__fk_{i}").isNull(),
                           _violation("unknown_foreign_key", col,
                                      F.concat(F.lit("'"), _short(F.col(safe_name(col))),
                                               F.lit(f"' not in {ref['source']}.{ref['column']}")))))
@@ -198,7 +199,7 @@ def violation_exprs(spec: SourceSpec, available: set[str]) -> list[tuple[SparkCo
             lat, lon = chk["columns"][:2]
             tl, tg = F.col(typed_name(lat)), F.col(typed_name(lon))
             bad = ((tl.isNotNull() & ~tl.between(*INDIA_LAT)) | (tg.isNotNull() & ~tg.between(*INDIA_LON)))
-            out.append(_when(bad, _violation("invalid_latlong", f"{lat},{lon}",
+            out.append(_check(bad, _violation("invalid_latlong", f"{lat},{lon}",
                                               F.concat(F.lit("("), _short(F.col(safe_name(lat))), F.lit(", "),
                                                        _short(F.col(safe_name(lon))),
                                                        F.lit(") outside India (6..38 N, 68..98 E)")))))
@@ -212,7 +213,7 @@ def violation_exprs(spec: SourceSpec, available: set[str]) -> list[tuple[SparkCo
                 src = f"{chk['max_from']['source']}.{chk['max_from']['column']}"
             else:
                 continue
-            out.append(_when(obtained.isNotNull() & mx.isNotNull() & (obtained > mx),
+            out.append(_check(obtained.isNotNull() & mx.isNotNull() & (obtained > mx),
                               _violation("marks_above_max", chk["column"],
                                          F.concat(F.lit("marks "), obtained.cast("string"), F.lit(" > max "),
                                                   mx.cast("string"), F.lit(f" ({src})")))))
@@ -221,7 +222,7 @@ def violation_exprs(spec: SourceSpec, available: set[str]) -> list[tuple[SparkCo
             cond = F.lit(True)
             for k, v in where.items():
                 cond = cond & (F.col(typed_name(k)) == F.lit(v))
-            out.append(_when(cond & (F.abs(F.col("__wsum") - F.lit(float(chk.get("total", 100)))) > 1e-6),
+            out.append(_check(cond & (F.abs(F.col("__wsum") - F.lit(float(chk.get("total", 100)))) > 1e-6),
                               _violation("weights_sum", chk["column"],
                                          F.concat(F.lit("sum of active weights "), F.col("__wsum").cast("string"),
                                                   F.lit(f" != {chk.get('total', 100)}")))))
@@ -248,8 +249,8 @@ def with_violations(df: DataFrame, spec: SourceSpec) -> DataFrame:
                   .when(wrong_count, F.array(_violation(
                       "column_count", None,
                       F.concat(F.lit("expected "), F.lit(n), F.lit(" columns, got "), F.col("_ncols").cast("string"))))))
-    checks = [(raw.rlike(CONTROL_CHARS), _violation("control_characters", None,
-                                                    "control or invalid (non UTF-8) characters in the line")),
+    checks = [_check(raw.rlike(CONTROL_CHARS), _violation("control_characters", None,
+                                                          "control or invalid (non UTF-8) characters in the line")),
               *violation_exprs(spec, available)]
     # Most rows break no rule: test the plain conditions first and build the violation structs only for the
     # rows that break one (validating student attendance: 14.2 s → 11.4 s).
