@@ -131,7 +131,9 @@ def run_suite(df, spec: SourceSpec, suite=None, result_format: str = "BASIC") ->
     try:
         ds = ctx.data_sources.get(name)
     except (KeyError, ValueError, Exception):  # noqa: BLE001 - GE raises its own not-found errors
-        ds = ctx.data_sources.add_spark(name=name)
+        # persist=False: the frame is already cached by the loader; GE's default would cache a second copy
+        # of the file (time, and the heap: 12M attendance rows ran the 4g driver out of memory)
+        ds = ctx.data_sources.add_spark(name=name, persist=False)
     try:
         asset = ds.get_asset(spec.name)
     except (LookupError, Exception):  # noqa: BLE001
