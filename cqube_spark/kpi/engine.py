@@ -12,7 +12,10 @@ columns and ``_file`` (lineage). Output: the gold frame, all levels and periods 
    academic year, the windows it falls in) and aggregate per breakdown with GROUPING SETS; distinct counts
    are exact here (``count(distinct student)`` per school and period). Densified KPIs get a zero row for
    every unit of the hierarchy without data. School-level flags (e.g. CRC visit buckets) are set here.
-   The base is cached: it is the school-level output and the input of step 3.
+   The base is cached: it is the school-level output and the input of step 3. Lineage (``source_files``)
+   is a bit set over the run's file names (``bit_or`` of one bit per file, decoded after the aggregation)
+   when the caller knows the names: a set per row (``collect_set``) is an object aggregate, which turns
+   the whole aggregation sort-based once a task holds more than 128 groups.
 3. **rollup**: join the (broadcast) hierarchy, explode every base row into the (breakdown, level) targets it
    feeds and aggregate them all in ONE group-by (one shuffle for every breakdown and level). Every measure is
    pooled: sums of sums, sums of counts, min of mins; nested distinct counts add up (a student belongs to one
@@ -202,16 +205,64 @@ def gid_of(spec: KpiSpec, part: tuple[str, ...]) -> int:
     return gid
 
 
-def base_aggregate(spec: KpiSpec, buckets: DataFrame, start_month: int = 6) -> DataFrame:
-    """Step 2: base unit × period × breakdown values, with exact nested distinct counts."""
+# a bit set of file names fits in this many longs; beyond it lineage falls back to a set per row
+MAX_FILE_WORDS = 64
+
+
+def lineage_files(frames: list[DataFrame]) -> list[str]:
+    """The sorted distinct ``_file`` values of the frames a prep read (one narrow column scan each)."""
+    parts = [f.select(F.col("_file").cast("string").alias("_file")) for f in frames if "_file" in f.columns]
+    if not parts:
+        return []
+    u = reduce(lambda a, b: a.unionByName(b), parts).where(F.col("_file").isNotNull()).distinct()
+    return sorted(r[0] for r in u.collect())
+
+
+def file_bits(df: DataFrame, files: list[str]) -> tuple[DataFrame, list[Column]]:
+    """``df`` with ``_fidx`` (the index of its ``_file`` in ``files``) and the ``bit_or`` aggregates of the
+    file bit set, one long per 64 files (``_fm<j>``)."""
+    idx = df.sparkSession.createDataFrame([(f, i) for i, f in enumerate(files)], "_file string, _fidx int")
+    out = df.join(F.broadcast(idx), "_file", "left")
+    i = F.col("_fidx")
+    aggs = [F.bit_or(F.when((i >= 64 * j) & (i < 64 * (j + 1)), F.call_function("shiftleft", F.lit(1).cast("long"), i - 64 * j)))
+            .alias(f"_fm{j}") for j in range((len(files) + 63) // 64)]
+    return out, aggs
+
+
+def _bit_set(mask: Column):
+    """``(name, k) -> bit k of mask is set``, for ``filter`` over the names of one 64-file word."""
+    return lambda _name, k: F.call_function("shiftright", mask, k).bitwiseAND(1) == 1
+
+
+def decode_files(files: list[str]) -> Column:
+    """The sorted file names whose bits are set in ``_fm<j>`` (an empty array when none)."""
+    words = []
+    for j in range((len(files) + 63) // 64):
+        mask = F.coalesce(F.col(f"_fm{j}"), F.lit(0).cast("long"))
+        names = F.array(*[F.lit(n) for n in files[64 * j:64 * (j + 1)]])
+        words.append(F.filter(names, _bit_set(mask)))
+    if not words:
+        return F.array().cast("array<string>")
+    return words[0] if len(words) == 1 else F.concat(*words)
+
+
+def base_aggregate(spec: KpiSpec, buckets: DataFrame, start_month: int = 6,
+                   files: list[str] | None = None) -> DataFrame:
+    """Step 2: base unit × period × breakdown values, with exact nested distinct counts. ``files``: every
+    ``_file`` the buckets can hold (sorted), for lineage as a bit set; None = a set per row."""
     base_id = f"{spec.base_level}_id"
     slots = _slots(spec)
     measures = [m for m in spec.measures if not (m.agg == "distinct_count" and m.rollup == "exact")]
+    lineage = "_file" if "_file" in buckets.columns else "_files"
+    bits = lineage == "_file" and files is not None and len(files) <= 64 * MAX_FILE_WORDS
+    bit_aggs: list[Column] = []
+    if bits:
+        buckets, bit_aggs = file_bits(buckets, files)
     exploded = (buckets.withColumn("_p", F.explode(_period_structs(spec, start_month)))
                 .withColumn("period_type", F.col("_p.period_type")).withColumn("period", F.col("_p.period"))
                 .withColumn("_slot", F.col("_p._slot")))
-    lineage = "_file" if "_file" in buckets.columns else "_files"
-    exploded = exploded.select(base_id, "period_type", "period", lineage, *spec.fact_breakdown_columns,
+    exploded = exploded.select(base_id, "period_type", "period", "_fidx" if bits else lineage,
+                               *spec.fact_breakdown_columns,
                                *([spec.entity] if spec.entity else []),
                                *[_pick(f"{m.name}{sfx}", slots).alias(f"{m.name}{sfx}")
                                  for m in measures for sfx, _c in _partials(m)])
@@ -227,8 +278,11 @@ def base_aggregate(spec: KpiSpec, buckets: DataFrame, start_month: int = 6) -> D
                 aggs.append(F.sum(c).alias(f"{m.name}{sfx}"))
             else:
                 aggs.append(getattr(F, comb)(c).alias(f"{m.name}{sfx}"))
-    files = F.collect_set("_file") if lineage == "_file" else F.array_distinct(F.flatten(F.collect_list("_files")))
-    aggs.append(F.array_sort(files).alias("source_files"))
+    if bits:
+        aggs += bit_aggs
+    else:
+        sets = F.collect_set("_file") if lineage == "_file" else F.array_distinct(F.flatten(F.collect_list("_files")))
+        aggs.append(F.array_sort(sets).alias("source_files"))
     keys = [base_id, "period_type", "period"]
     parts = fact_parts(spec)
     if spec.fact_breakdown_columns:
@@ -237,6 +291,10 @@ def base_aggregate(spec: KpiSpec, buckets: DataFrame, start_month: int = 6) -> D
                 .agg(*aggs, F.grouping_id().alias("_gid")))
     else:
         base = exploded.groupBy(*keys).agg(*aggs).withColumn("_gid", F.lit(0).cast("long"))
+    if bits:
+        names = [c for c in base.columns if not c.startswith("_fm")]
+        at = names.index("_gid")
+        base = base.select(*names[:at], decode_files(files).alias("source_files"), *names[at:])
     return base
 
 
@@ -430,14 +488,16 @@ def with_dims(rolled: DataFrame, dims: dict[str, DataFrame], levels: list[str]) 
 
 def compute(spec: KpiSpec, fact: DataFrame, hierarchy: DataFrame, dims: dict[str, DataFrame],
             as_of: dt.date | None, run_id: str, start_month: int = 6,
-            units: DataFrame | None = None, cached: list | None = None) -> tuple[DataFrame, dt.date | None]:
+            units: DataFrame | None = None, cached: list | None = None,
+            files: list[str] | None = None) -> tuple[DataFrame, dt.date | None]:
     """The gold frame of one KPI (a plan; the job writes it) and the as-of used. The cached base is
-    appended to ``cached`` so the caller can unpersist it after the write."""
+    appended to ``cached`` so the caller can unpersist it after the write. ``files``: the sorted ``_file``
+    names the fact can hold (:func:`lineage_files`), for lineage as a bit set."""
     if as_of is None:
         as_of = latest_date(fact)
     base_id = f"{spec.base_level}_id"
     buckets = bucket_aggregate(spec, fact, as_of, start_month)
-    base = base_aggregate(spec, buckets, start_month)
+    base = base_aggregate(spec, buckets, start_month, files)
     if spec.densify:
         units = units if units is not None else (hierarchy if spec.base_level == "school"
                                                  else dims[spec.base_level].withColumnRenamed("id", base_id))

@@ -100,7 +100,14 @@ def run(ctx) -> dict:
     total_rows = 0
     for spec in specs:
         t0 = time.monotonic()
-        pc = P.PrepContext(read=silver, hierarchy=hier, dims=dims, options=spec.prep_options,
+        read_frames: list = []      # the silver frames the prep reads: their _file names are the lineage
+
+        def reading(source, _read=silver, _frames=read_frames):
+            df = _read(source)
+            if df is not None:
+                _frames.append(df)
+            return df
+        pc = P.PrepContext(read=reading, hierarchy=hier, dims=dims, options=spec.prep_options,
                            state=state | {"academic_year_start_month": start_month}, spec_path=spec.path)
         if spec.prep not in P.PREPS:
             raise ConfigError(spec.path, "$.prep", f"unknown prep {spec.prep!r}; known: {sorted(P.PREPS)}")
@@ -111,7 +118,9 @@ def run(ctx) -> dict:
             ctx.log.info("kpi skipped", kpi=spec.name, reason=skipped[spec.name])
             continue
         cached: list = []
-        gold, as_of = engine.compute(spec, fact, hier, dims, ctx.as_of, ctx.run_id, start_month, cached=cached)
+        files = engine.lineage_files(read_frames) if "_file" in fact.columns else None
+        gold, as_of = engine.compute(spec, fact, hier, dims, ctx.as_of, ctx.run_id, start_month, cached=cached,
+                                     files=files)
         path = ctx.lake("gold", spec.name)
         rows = write_gold(gold, path)
         for c in cached:

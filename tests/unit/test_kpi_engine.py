@@ -132,6 +132,34 @@ def test_school_rows_keep_source_files_and_ids_names_coordinates(gold):
     assert c1["source_files"] is None
 
 
+def test_lineage_as_a_bit_set_equals_the_set_per_row(spark, gold):
+    g, _a, spec, hier, dims, fact = gold
+    files = engine.lineage_files([attendance_frame(spark, ROWS)])
+    assert files == ["sa_06.csv", "sa_07.csv"]
+    bits, _ = engine.compute(spec, fact, hier, dims, None, "run-1", files=files)
+    assert_df_equality(bits, g, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_lineage_bit_set_spans_several_words(spark):
+    """150 known files (3 longs): a school fed by files 0, 63, 64, 127, 128 and 149 lists exactly those."""
+    hier, dims = hierarchy_of(spark)
+    names = [f"f{i:03d}.csv" for i in range(150)]
+    used = [0, 63, 64, 127, 128, 149]
+    rows = [(i, 75010100101, 2020, 7, [1, 2], names[k]) for i, k in enumerate(used)]
+    rows.append((99, 75010100102, 2020, 7, [1], names[64]))
+    spec = load_spec(SPEC)
+    sa = attendance_frame(spark, rows)
+    pc = P.PrepContext(read=lambda s: sa if s == "student_attendance" else None, hierarchy=hier, dims=dims,
+                       options={}, state={})
+    fact = P.PREPS[spec.prep](pc)
+    g, _ = engine.compute(spec, fact, hier, dims, None, "r", files=names)
+    school = {r["id"]: r["source_files"] for r in
+              g.where("level = 'school' and breakdown = 'total' and period = 'overall'").collect()}
+    assert school["75010100101"] == [names[k] for k in used]
+    assert school["75010100102"] == [names[64]]
+    assert g.where("level = 'state' and breakdown = 'total' and period = 'overall'").first()["students"] == 7
+
+
 def test_explicit_as_of_moves_windows_and_drops_later_days(spark, gold):
     _g, _a, spec, hier, dims, fact = gold
     g, as_of = engine.compute(spec, fact, hier, dims, dt.date(2020, 6, 30), "run-2")
