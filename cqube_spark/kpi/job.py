@@ -100,13 +100,12 @@ def run(ctx) -> dict:
     total_rows = 0
     for spec in specs:
         t0 = time.monotonic()
-        read_frames: list = []      # the silver frames the prep reads: their _file names are the lineage
+        read_frames: dict = {}      # the silver frames the prep reads: their _file names are the lineage
 
         def reading(source, _read=silver, _frames=read_frames):
-            df = _read(source)
-            if df is not None:
-                _frames.append(df)
-            return df
+            if source not in _frames:
+                _frames[source] = _read(source)
+            return _frames[source]
         pc = P.PrepContext(read=reading, hierarchy=hier, dims=dims, options=spec.prep_options,
                            state=state | {"academic_year_start_month": start_month}, spec_path=spec.path)
         if spec.prep not in P.PREPS:
@@ -118,8 +117,10 @@ def run(ctx) -> dict:
             ctx.log.info("kpi skipped", kpi=spec.name, reason=skipped[spec.name])
             continue
         cached: list = []
-        files = engine.lineage_files(read_frames) if "_file" in fact.columns else None
-        gold, as_of = engine.compute(spec, fact, hier, dims, ctx.as_of, ctx.run_id, start_month, cached=cached,
+        files = (engine.lineage_files([f for f in read_frames.values() if f is not None])
+                 if "_file" in fact.columns else None)
+        as_of = ctx.as_of if ctx.as_of is not None or spec.prep not in P.LATEST else P.LATEST[spec.prep](pc)
+        gold, as_of = engine.compute(spec, fact, hier, dims, as_of, ctx.run_id, start_month, cached=cached,
                                      files=files)
         path = ctx.lake("gold", spec.name)
         rows = write_gold(gold, path)

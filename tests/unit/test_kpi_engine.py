@@ -132,6 +132,18 @@ def test_school_rows_keep_source_files_and_ids_names_coordinates(gold):
     assert c1["source_files"] is None
 
 
+@pytest.mark.parametrize("rows", [ROWS, [r for r in ROWS if r[3] == 6]], ids=["two_months", "june_day_31"])
+def test_latest_attendance_date_from_wide_rows_equals_the_fact_max(spark, rows):
+    hier, dims = hierarchy_of(spark)
+    sa = attendance_frame(spark, rows)
+    pc = P.PrepContext(read=lambda s: sa if s == "student_attendance" else None, hierarchy=hier, dims=dims,
+                       options={}, state={})
+    latest = P.LATEST["student_attendance"](pc)
+    assert latest == engine.latest_date(P.PREPS["student_attendance"](pc))
+    assert latest == max(dt.date(y, m, d) for _s, _c, y, m, codes, _f in rows
+                         for d, code in enumerate(codes, start=1) if code is not None and (m, d) != (6, 31))
+
+
 def test_lineage_as_a_bit_set_equals_the_set_per_row(spark, gold):
     g, _a, spec, hier, dims, fact = gold
     files = engine.lineage_files([attendance_frame(spark, ROWS)])
