@@ -8,7 +8,8 @@ CSV in the same Spark session. Target: pipeline wall time <= 2.5 x the bare base
     .venv/bin/python scripts/bench/pipeline.py --schools 4800 --students-per-school 250 --work /tmp/bench
 
 Each scale runs in its own Python + JVM process (so peak memory figures are per scale): generate (not timed)
-→ baseline (read CSV with the declared schema, group by school, sum of present/working day codes) →
+→ baseline (after a 10-row warm-up read: read CSV with the declared schema, group by school, sum of
+present/working day codes) →
 ``pipeline`` (intake → kpis → publish, in-process, same session) → figures: wall time per stage, rows/s,
 driver JVM peak RSS (VmHWM from /proc), Python peak RSS (ru_maxrss), ratio to the baseline.
 Scale 10 keeps the schools and multiplies the students per school by 10 (same hierarchy, 10x the rows).
@@ -76,6 +77,8 @@ def one(scale: int, schools: int, students: int, month: str, work: Path, gen_sou
     schema = T.StructType([T.StructField(c, T.StringType() if c in ("AcademicYear", "AadhaarUID") else T.LongType())
                            for c in ["StudentAttendanceId", "StudentId", "SchoolId", "AadhaarUID", "AcademicYear",
                                      "Month", *days]])
+    # warm-up (class loading, JIT) so that the baseline is not charged for the session's first job
+    spark.read.options(header=True, sep="|", nullValue="NULL").schema(schema).csv(str(csv_path)).limit(10).collect()
     t0 = time.monotonic()
     base = (spark.read.options(header=True, sep="|", nullValue="NULL").schema(schema).csv(str(csv_path))
             .groupBy("SchoolId")
