@@ -224,7 +224,8 @@ def file_bits(df: DataFrame, files: list[str]) -> tuple[DataFrame, list[Column]]
     idx = df.sparkSession.createDataFrame([(f, i) for i, f in enumerate(files)], "_file string, _fidx int")
     out = df.join(F.broadcast(idx), "_file", "left")
     i = F.col("_fidx")
-    aggs = [F.bit_or(F.when((i >= 64 * j) & (i < 64 * (j + 1)), F.call_function("shiftleft", F.lit(1).cast("long"), i - 64 * j)))
+    one = F.lit(1).cast("long")
+    aggs = [F.bit_or(F.when((i >= 64 * j) & (i < 64 * (j + 1)), F.call_function("shiftleft", one, i - 64 * j)))
             .alias(f"_fm{j}") for j in range((len(files) + 63) // 64)]
     return out, aggs
 
@@ -292,9 +293,8 @@ def base_aggregate(spec: KpiSpec, buckets: DataFrame, start_month: int = 6,
     else:
         base = exploded.groupBy(*keys).agg(*aggs).withColumn("_gid", F.lit(0).cast("long"))
     if bits:
-        names = [c for c in base.columns if not c.startswith("_fm")]
-        at = names.index("_gid")
-        base = base.select(*names[:at], decode_files(files).alias("source_files"), *names[at:])
+        base = base.withColumn("source_files", decode_files(files)).drop(*[c for c in base.columns
+                                                                         if c.startswith("_fm")])
     return base
 
 

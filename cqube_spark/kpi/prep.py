@@ -80,6 +80,12 @@ def calendar_year_month(df: DataFrame, ay_col: str, month_col: str, start_month:
     return F.when(m < start_month, first + 1).otherwise(first), m
 
 
+def month_first(df: DataFrame, ay_col: str, month_col: str, start_month: int = 6) -> Column:
+    """The first day of each attendance row's calendar month."""
+    year, month = calendar_year_month(df, ay_col, month_col, start_month)
+    return F.make_date(year, month, F.lit(1))
+
+
 def attendance_long(df: DataFrame, school: str, person: str, ay_col: str, month_col: str,
                     start_month: int = 6, person_alias: str = "person_id") -> DataFrame:
     """One row per person and day with a code: ``school_id, <person_alias>, date, code, _file``.
@@ -87,10 +93,9 @@ def attendance_long(df: DataFrame, school: str, person: str, ay_col: str, month_
     ``stack(31, 1, `1`, ...)`` turns the day columns into (day, code) pairs inside the scan (no UDF, no
     shuffle); days that do not exist in the month (31 June) and blank days (NULL) are dropped.
     """
-    year, month = calendar_year_month(df, ay_col, month_col, start_month)
     days = [d for d in DAYS if has(df, d)]
     pairs = ", ".join(f"{int(d)}, `{d}`" for d in days)
-    first = F.make_date(year, month, F.lit(1))
+    first = month_first(df, ay_col, month_col, start_month)
     long = df.select(code(df, school).alias("school_id"), col(df, person).cast("string").alias(person_alias),
                      first.alias("_first"), _file(df).alias("_file"),
                      F.expr(f"stack({len(days)}, {pairs}) as (day, code)"))
@@ -103,8 +108,7 @@ def attendance_latest(df: DataFrame, ay_col: str, month_col: str, start_month: i
     """The latest day with a code, from the wide rows (no long form): the same date as ``max(date)`` over
     :func:`attendance_long` (days past the month's end do not count), in one narrow pass instead of a pass
     over every person-day."""
-    year, month = calendar_year_month(df, ay_col, month_col, start_month)
-    first = F.make_date(year, month, F.lit(1))
+    first = month_first(df, ay_col, month_col, start_month)
     n_days = F.dayofmonth(F.last_day(first))
     last = F.greatest(*[F.when(col(df, d).isNotNull() & (F.lit(int(d)) <= n_days), F.lit(int(d)))
                         for d in DAYS if has(df, d)])
