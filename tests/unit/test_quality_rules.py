@@ -110,12 +110,30 @@ def test_exam_date_from_code(spark):
     assert exams.exam_date_from_code(df, "exam_code").collect()[0].exam_date.isoformat() == "2020-07-29"
 
 
+def test_foreign_key_by_hash_set_equals_the_join(spark, monkeypatch):
+    """A small reference table is checked with a hash set, a large one with a broadcast join: same rows."""
+    lines = [GOOD, "1|1|5|10|20.1|74.2|999", "2|1|5|10|20.1|74.2|NULL", "3|1|5|10|20.1|74.2|x"]
+    by_set = _validate(spark, lines)
+    monkeypatch.setattr(rules, "FK_INSET_MAX", 0)
+    by_join = _validate(spark, lines)
+    assert "Join" not in by_set._jdf.queryExecution().optimizedPlan().toString()
+    assert "Join" in by_join._jdf.queryExecution().optimizedPlan().toString()
+    assert_df_equality(by_set, by_join, ignore_row_order=True, ignore_nullable=True)
+    fk = by_set.select("_line", F.exists("_violations", lambda x: x.rule == "unknown_foreign_key").alias("fk"))
+    assert {r._line: r.fk for r in fk.collect()} == {2: False, 3: True, 4: False, 5: False}
+
+
 def test_great_expectations_counts_agree_with_rule_counts(spark):
     lines = [GOOD, "x|1|5|10|20.1|74.2|100", "123456|1|5|10|20.1|74.2|100", "NULL|9|5|10|20.1|74.2|100",
              "+1|3|-1|10|20.1|74.2|100", ""]
     v = _validate(spark, lines).cache()
     sound = v.where(~F.exists("_violations", lambda x: x.rule.isin("blank_line", "column_count")))
-    ge = expectations.counts_by_rule(expectations.run_suite(sound, SPEC))
+    result = expectations.run_suite(sound, SPEC)
+    ge = expectations.counts_by_rule(result)
+    # first round BOOLEAN_ONLY, failures again in BASIC: every result still carries its counts
+    assert {r["element_count"] for r in result["results"]} == {sound.count()}
+    assert all(r["success"] == (r["unexpected_count"] == 0) for r in result["results"])
+    assert not all(r["success"] for r in result["results"])
     mine = {}
     for r in sound.select(F.explode("_violations").alias("x")).collect():
         if r.x.rule in ("unknown_foreign_key", "marks_above_max", "invalid_latlong"):
