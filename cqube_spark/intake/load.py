@@ -221,7 +221,7 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
     if run_ge:
         sound = v.where(~F.exists(VIOLATIONS, lambda x: x.rule.isin(*STRUCTURAL)))
         rows = total - sum(violations_by_rule.get(r, 0) for r in STRUCTURAL)
-        validation = expectations.run_suite(sound, spec, rows=rows)
+        validation = expectations.run_suite(sound, spec, rows=rows, clean=not invalid)
         validation.update({"source": spec.name, "file": file_label, "run_id": run_id,
                            "sha256": meta.get("sha256")})
 

@@ -28,7 +28,8 @@ The suite runs in two rounds. The first is ``BOOLEAN_ONLY``: the aggregations on
 114 of them cost ~11 s for student attendance, even with a list length of 0). Every expectation here is
 all-or-nothing (no ``mostly``), so success means an unexpected count of 0 and the element count is the
 frame's row count. Only the expectations that failed are validated again in ``BASIC`` to get Great
-Expectations' own counts; a clean file pays for one round.
+Expectations' own counts; a clean file pays for one round. A file whose row-level rules already found bad
+rows goes straight to one ``BASIC`` round.
 """
 from __future__ import annotations
 
@@ -131,6 +132,9 @@ def compile_suite(spec: SourceSpec, include_keys: bool = True):
     return suite
 
 
+BASIC = {"result_format": "BASIC", "partial_unexpected_count": 0, "include_unexpected_rows": False}
+
+
 def _batch(df, spec: SourceSpec):
     ctx = context()
     name = f"cqube_{spec.name}"
@@ -151,8 +155,9 @@ def _batch(df, spec: SourceSpec):
     return bd.get_batch(batch_parameters={"dataframe": with_parsed_flags(df, spec)})
 
 
-def _result(r, counts: dict | None) -> dict:
-    """One expectation's result; ``counts`` is GE's BASIC result dict, or None for a BOOLEAN_ONLY success."""
+def _result(r, counts: dict) -> dict:
+    """One expectation's result; ``counts``: GE's BASIC result, or 0 unexpected over the rows for a
+    BOOLEAN_ONLY success."""
     cfg = r.expectation_config
     meta = cfg.meta or {}
     failed = isinstance(r.exception_info, dict) and r.exception_info.get("raised_exception")
@@ -162,21 +167,26 @@ def _result(r, counts: dict | None) -> dict:
         "column": meta.get("column"),
         "kwargs": {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id",)},
         "success": bool(r.success),
-        "element_count": (counts or {}).get("element_count"),
-        "unexpected_count": (counts or {}).get("unexpected_count"),
-        "unexpected_percent": (counts or {}).get("unexpected_percent"),
+        "element_count": counts.get("element_count"),
+        "unexpected_count": counts.get("unexpected_count"),
+        "unexpected_percent": counts.get("unexpected_percent"),
         "exception": (r.exception_info or {}).get("exception_message") if failed else None,
     }
 
 
-def run_suite(df, spec: SourceSpec, suite=None, rows: int | None = None) -> dict:
+def run_suite(df, spec: SourceSpec, suite=None, rows: int | None = None, clean: bool = True) -> dict:
     """Validate a frame; returns a JSON-able dict: success, statistics, per-expectation results.
 
     ``rows``: the frame's row count when the caller knows it (else one count of the frame is run).
+    ``clean``: the caller expects the frame to pass (its row-level rules found nothing); a frame known to be
+    dirty goes straight to one ``BASIC`` round instead of two rounds.
     """
     gx = _gx()
     batch = _batch(df, spec)
     suite = suite or compile_suite(spec)
+    if not clean:
+        res = batch.validate(suite, result_format=BASIC)
+        return _summary(suite, res, [_result(r, r.result or {}) for r in res.results])
     first = batch.validate(suite, result_format={"result_format": "BOOLEAN_ONLY"})
     failed = [r.expectation_config for r in first.results if not r.success]
     basic = {}
@@ -184,8 +194,7 @@ def run_suite(df, spec: SourceSpec, suite=None, rows: int | None = None) -> dict
         again = gx.ExpectationSuite(name=f"{suite.name}_failed")
         for cfg in failed:
             again.add_expectation(cfg.to_domain_obj())
-        res = batch.validate(again, result_format={"result_format": "BASIC", "partial_unexpected_count": 0,
-                                                   "include_unexpected_rows": False})
+        res = batch.validate(again, result_format=BASIC)
         basic = {_key(r.expectation_config): r for r in res.results}
     if rows is None and len(basic) < len(first.results):
         rows = df.count()
@@ -196,9 +205,12 @@ def run_suite(df, spec: SourceSpec, suite=None, rows: int | None = None) -> dict
             results.append(_result(again, again.result or {}))
         else:
             results.append(_result(r, {"element_count": rows, "unexpected_count": 0, "unexpected_percent": 0.0}))
-    stats = dict(first.statistics or {})
-    return json.loads(json.dumps({"suite": suite.name, "success": bool(first.success), "statistics": stats,
-                                  "results": results}, default=str))
+    return _summary(suite, first, results)
+
+
+def _summary(suite, res, results: list[dict]) -> dict:
+    return json.loads(json.dumps({"suite": suite.name, "success": bool(res.success),
+                                  "statistics": dict(res.statistics or {}), "results": results}, default=str))
 
 
 def _key(cfg) -> str:
