@@ -131,7 +131,7 @@ def with_references(df: DataFrame, spec: SourceSpec, refs: Mapping[str, DataFram
             continue
         t = spec.column(fk["column"]).type
         values = ref.select(F.col("v").cast(spark_type(t)).alias(f"__fkv_{i}")).where(F.col(f"__fkv_{i}").isNotNull())
-        small = values.distinct().limit(FK_INSET_MAX + 1).collect()
+        small = values.distinct().limit(FK_INSET_MAX + 1).collect()   # bounded: at most FK_INSET_MAX + 1 keys
         if len(small) <= FK_INSET_MAX:
             # a hash-set lookup inside the projection: no join between the parse and the rules
             df = df.withColumn(f"__fk_{i}", F.when(F.col(typed_name(fk["column"])).isin([r[0] for r in small]),
