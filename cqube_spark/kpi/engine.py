@@ -2,12 +2,15 @@
 
 Input: a *fact* frame from a prep transform (:mod:`cqube_spark.kpi.prep`) with ``<base>_id`` (``school_id``
 for most KPIs), ``date`` (NULL for undated snapshots), the spec's fact breakdown columns, the measure input
-columns and ``_file`` (lineage). Output: the gold frame, all levels and periods in one table.
+columns and ``_file`` (lineage); or the same fact held wide, one row per month with a column per day
+(:class:`~cqube_spark.kpi.facts.DayWide`, attendance). Output: the gold frame, all levels and periods in one
+table.
 
 1. **bucket** (one pass over the fact, no explode): group by base unit × finest grain bucket × fact breakdown
    columns (× the entity of nested distinct counts, e.g. the student) × source file, with every additive
    partial computed once for the whole bucket and once per window by conditional aggregation
-   (``sum(when(in_window, x))``).
+   (``sum(when(in_window, x))``). A day-wide fact whose measures count days is not exploded: each row's
+   partials are bit counts of day masks, then rows are grouped the same way.
 2. **base** (school × period): explode the few period memberships of each bucket row (its month, its
    academic year, the windows it falls in) and aggregate per breakdown with GROUPING SETS; distinct counts
    are exact here (``count(distinct student)`` per school and period). Densified KPIs get a zero row for
@@ -35,6 +38,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from cqube_spark.kpi import periods as P
+from cqube_spark.kpi.facts import FIRST, DayWide
 from cqube_spark.kpi.spec import BUILTIN_MEASURES, LEVELS, KpiSpec, Measure
 
 ALL = "all"
@@ -42,13 +46,14 @@ ALL = "all"
 
 # -- filters and row values -------------------------------------------------------------------------------
 
-def compile_filter(f: dict | None) -> Column:
-    """A structured filter (``{column: code, in: [1, 2]}``, ``all``/``any``/``not``) → a boolean Column."""
+def compile_filter(f: dict | None, col=F.col) -> Column:
+    """A structured filter (``{column: code, in: [1, 2]}``, ``all``/``any``/``not``) → a boolean Column.
+    ``col`` resolves a fact column name (a day-wide fact resolves ``code`` to one day's column)."""
     if not f:
         return F.lit(True)
     parts: list[Column] = []
     if "column" in f:
-        c = F.col(f["column"])
+        c = col(f["column"])
         if "in" in f:
             parts.append(c.isin(list(f["in"])))
         if "not_in" in f:
@@ -63,30 +68,30 @@ def compile_filter(f: dict | None) -> Column:
         if f.get("not_null"):
             parts.append(c.isNotNull())
     if "all" in f:
-        parts.append(reduce(lambda a, b: a & b, [compile_filter(x) for x in f["all"]]))
+        parts.append(reduce(lambda a, b: a & b, [compile_filter(x, col) for x in f["all"]]))
     if "any" in f:
-        parts.append(reduce(lambda a, b: a | b, [compile_filter(x) for x in f["any"]]))
+        parts.append(reduce(lambda a, b: a | b, [compile_filter(x, col) for x in f["any"]]))
     if "not" in f:
-        parts.append(~compile_filter(f["not"]))
+        parts.append(~compile_filter(f["not"], col))
     if not parts:
         return F.lit(True)
     return F.coalesce(reduce(lambda a, b: a & b, parts), F.lit(False))
 
 
-def row_value(m: Measure) -> Column:
-    """The per-row contribution of a measure (NULL = no contribution)."""
-    cond = compile_filter(m.filter)
+def row_value(m: Measure, col=F.col) -> Column:
+    """The per-row contribution of a measure (NULL = no contribution); ``col`` as in :func:`compile_filter`."""
+    cond = compile_filter(m.filter, col)
     if m.agg == "count" or m.agg == "schools":
         return F.when(cond, F.lit(1))
     if m.agg == "distinct_count":
-        return F.when(cond & F.col(m.column).isNotNull(), F.lit(1))
+        return F.when(cond & col(m.column).isNotNull(), F.lit(1))
     if m.weights:
-        col = F.col(m.column)
-        v = reduce(lambda acc, kv: acc.when(col == F.lit(_typed(kv[0])), F.lit(float(kv[1]))),
+        c = col(m.column)
+        v = reduce(lambda acc, kv: acc.when(c == F.lit(_typed(kv[0])), F.lit(float(kv[1]))),
                    list(m.weights.items())[1:],
-                   F.when(col == F.lit(_typed(list(m.weights)[0])), F.lit(float(list(m.weights.values())[0]))))
+                   F.when(c == F.lit(_typed(list(m.weights)[0])), F.lit(float(list(m.weights.values())[0]))))
         return F.when(cond, v)
-    return F.when(cond, F.col(m.column))
+    return F.when(cond, col(m.column))
 
 
 def _typed(key: str):
@@ -101,7 +106,9 @@ def _typed(key: str):
 
 # -- as-of ------------------------------------------------------------------------------------------------
 
-def latest_date(fact: DataFrame) -> dt.date | None:
+def latest_date(fact: DataFrame | DayWide) -> dt.date | None:
+    if isinstance(fact, DayWide):
+        return fact.latest()
     row = fact.agg(F.max("date").alias("d")).collect()[0]
     return row["d"]
 
@@ -125,8 +132,13 @@ def _partials(m: Measure) -> list[tuple[str, str]]:
     raise ValueError(m.agg)
 
 
-def bucket_aggregate(spec: KpiSpec, fact: DataFrame, as_of: dt.date | None, start_month: int = 6) -> DataFrame:
+def bucket_aggregate(spec: KpiSpec, fact: DataFrame | DayWide, as_of: dt.date | None,
+                     start_month: int = 6) -> DataFrame:
     """Step 1: base unit × finest-grain bucket × fact breakdowns (× nested entity), partials per slot."""
+    if isinstance(fact, DayWide):
+        if day_maskable(spec) and not (spec.grains and spec.grains[0] in ("day", "week")):
+            return day_wide_buckets(spec, fact, as_of, start_month)
+        fact = fact.long()     # other measures, or a grain finer than the month: one row per day
     base_id = f"{spec.base_level}_id"
     finest = spec.grains[0] if spec.grains else None
     date = F.col("date")
@@ -166,6 +178,83 @@ def bucket_aggregate(spec: KpiSpec, fact: DataFrame, as_of: dt.date | None, star
     else:
         aggs.append(F.array().cast("array<string>").alias("_files"))
     return f.groupBy(*keys).agg(*aggs)
+
+
+def day_maskable(spec: KpiSpec) -> bool:
+    """Whether every measure counts days (count, nested distinct count, schools, weighted sum): then a
+    day-wide row's partials are bit counts of day masks (:func:`day_wide_buckets`)."""
+    return all(m.agg in ("count", "schools") or (m.agg == "distinct_count" and m.rollup != "exact")
+               or (m.agg == "sum" and m.weights) for m in spec.measures
+               if not (m.agg == "distinct_count" and m.rollup == "exact"))
+
+
+def _day_mask(fact: DayWide, cond) -> Column:
+    """The row's days where ``cond(d)`` holds, as bits of a long (bit d-1 = day d)."""
+    return reduce(lambda a, b: a.bitwiseOR(b),
+                  [F.when(fact.exists(d) & cond(d), F.lit(1 << (d - 1))).otherwise(F.lit(0)).cast("long")
+                   for d in range(1, fact.days + 1)])
+
+
+def day_wide_buckets(spec: KpiSpec, fact: DayWide, as_of: dt.date | None, start_month: int = 6) -> DataFrame:
+    """Step 1 for a :class:`DayWide` fact whose measures count days (:func:`day_maskable`): the same buckets
+    and partials as over its long form, with no explode. Per row, each measure's contributing days are one
+    bit mask (a weighted sum has one mask per weight), each slot's days are a range mask (``lo .. hi`` from
+    :func:`periods.day_range`; every slot ends at ``as_of``, so later days count nowhere), and a partial is
+    ``bit_count(measure & slot)``. A row's days all lie in the bucket of ``_first`` (a month or coarser).
+    Rows are then grouped by the bucket keys as in the long path."""
+    base_id = f"{spec.base_level}_id"
+    finest = spec.grains[0] if spec.grains else None
+    keys = [base_id, "_bucket", *spec.fact_breakdown_columns, *([spec.entity] if spec.entity else [])]
+    if "_file" in fact.row_columns:
+        keys.append("_file")
+    measures = [m for m in spec.measures if not (m.agg == "distinct_count" and m.rollup == "exact")]
+    first = F.col(FIRST)
+
+    def on_day(d: int):
+        return lambda name: F.col(fact.day(name, d)) if name in fact.day_columns else F.col(name)
+
+    masks: dict[str, tuple[str, Column]] = {}       # one mask column per distinct day condition
+
+    def mask(cond) -> Column:
+        expr = _day_mask(fact, cond)
+        return F.col(masks.setdefault(str(expr), (f"_mask{len(masks)}", expr))[0])
+
+    def weight_mask(m: Measure, k: str) -> Column:
+        return mask(lambda d: compile_filter(m.filter, on_day(d)) & (on_day(d)(m.column) == F.lit(_typed(k))))
+
+    n_mask = mask(lambda d: F.lit(True))
+    counted: dict[str, list[tuple[float, Column]]] = {}     # measure -> [(weight, mask)]
+    for m in measures:
+        if m.agg == "sum":      # weighted: Σ weight × days with that value
+            counted[m.name] = [(float(w), weight_mask(m, k)) for k, w in m.weights.items()]
+        else:
+            counted[m.name] = [(1.0, mask(lambda d, m=m: row_value(m, on_day(d)).isNotNull()))]
+    rows = fact.frame.select(*keys[:1], P.bucket(first, finest, start_month).alias("_bucket"), *keys[2:], FIRST,
+                             *[e.alias(n) for n, e in masks.values()])
+    one = F.lit(1).cast("long")
+    parts: list[tuple[str, Column, object]] = []      # (name, the row's partial, the bucket's aggregate)
+    for s in _slots(spec):
+        lo, hi = P.day_range("overall" if s == ALL else s, as_of, first)
+        lo, hi = F.greatest(lo, F.lit(1)), F.least(hi, F.lit(fact.days))
+        in_s = F.when(lo <= hi, F.call_function("shiftleft", one, hi) - F.call_function("shiftleft", one, lo - 1)) \
+            .otherwise(F.lit(0).cast("long"))
+
+        def days(mk: Column, in_s=in_s) -> Column:
+            return F.bit_count(mk.bitwiseAND(in_s))
+
+        parts.append((f"_n__{s}", days(n_mask), F.sum))
+        for m in measures:
+            name, (_w, mk) = f"{m.name}__{s}", counted[m.name][0]
+            if m.agg == "count":
+                parts.append((name, days(mk), F.sum))
+            elif m.agg == "sum":
+                total = reduce(lambda a, b: a + b, [F.lit(w) * days(k) for w, k in counted[m.name]])
+                any_day = reduce(lambda a, b: a + b, [days(k) for _w, k in counted[m.name]])
+                parts.append((name, F.when(any_day > 0, total), F.sum))
+            else:      # distinct_count (nested) / schools: "has a contributing day in the slot"
+                parts.append((name, F.when(days(mk) > 0, F.lit(1)), F.max))
+    partials = rows.select(*keys, *[row.alias(name) for name, row, _a in parts])
+    return partials.groupBy(*keys).agg(*[agg(name).alias(name) for name, _r, agg in parts])
 
 
 def _period_structs(spec: KpiSpec, start_month: int) -> Column:
@@ -418,6 +507,8 @@ def exact_distincts(spec: KpiSpec, fact: DataFrame, hierarchy: DataFrame, as_of:
     exact = [m for m in spec.measures if m.agg == "distinct_count" and m.rollup == "exact"]
     if not exact:
         return None
+    if isinstance(fact, DayWide):
+        fact = fact.long()
     base_id = f"{spec.base_level}_id"
     levels = list(spec.rollup_levels)
     hier_cols = [f"{lv}_id" for lv in LEVELS[LEVELS.index(spec.base_level):]]
@@ -486,7 +577,7 @@ def with_dims(rolled: DataFrame, dims: dict[str, DataFrame], levels: list[str]) 
     return rolled.join(F.broadcast(all_dims), ["level", "id"], "left")
 
 
-def compute(spec: KpiSpec, fact: DataFrame, hierarchy: DataFrame, dims: dict[str, DataFrame],
+def compute(spec: KpiSpec, fact: DataFrame | DayWide, hierarchy: DataFrame, dims: dict[str, DataFrame],
             as_of: dt.date | None, run_id: str, start_month: int = 6,
             units: DataFrame | None = None, cached: list | None = None,
             files: list[str] | None = None) -> tuple[DataFrame, dt.date | None]:

@@ -119,8 +119,7 @@ def run(ctx) -> dict:
         cached: list = []
         files = (engine.lineage_files([f for f in read_frames.values() if f is not None])
                  if "_file" in fact.columns else None)
-        as_of = ctx.as_of if ctx.as_of is not None or spec.prep not in P.LATEST else P.LATEST[spec.prep](pc)
-        gold, as_of = engine.compute(spec, fact, hier, dims, as_of, ctx.run_id, start_month, cached=cached,
+        gold, as_of = engine.compute(spec, fact, hier, dims, ctx.as_of, ctx.run_id, start_month, cached=cached,
                                      files=files)
         path = ctx.lake("gold", spec.name)
         rows = write_gold(gold, path)

@@ -33,6 +33,17 @@ def in_window(date: Column, window: str, as_of: dt.date | None) -> Column:
     return date.isNotNull() & (date >= F.lit(first)) & (date <= F.lit(last))
 
 
+def day_range(window: str, as_of: dt.date | None, first: Column) -> tuple[Column, Column]:
+    """The window's days as numbers counted from ``first`` (day 1 = ``first``): ``lo .. hi``, empty when
+    ``lo > hi``. Same days as :func:`in_window` over ``date_add(first, n - 1)``."""
+    if window == "overall":
+        return F.lit(1), (F.datediff(F.lit(as_of), first) + 1 if as_of is not None else F.lit(2 ** 30))
+    lo, hi = window_bounds(window, as_of)
+    if hi is None:
+        return F.lit(1), F.lit(0)
+    return F.datediff(F.lit(lo), first) + 1, F.datediff(F.lit(hi), first) + 1
+
+
 def academic_year_start(date: Column, start_month: int = 6) -> Column:
     y = F.year(date)
     return F.when(F.month(date) >= start_month, y).otherwise(y - 1)

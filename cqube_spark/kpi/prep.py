@@ -1,6 +1,6 @@
 """Per-KPI fact builders: silver tables → one fact frame the generic engine can roll up.
 
-Only what a spec cannot say lives here: attendance day columns → long form (``stack``, no UDFs), CRC visit
+Only what a spec cannot say lives here: attendance day columns (kept wide, see :mod:`.facts`), CRC visit
 location join, exam question marks join, infrastructure weights, UDISE metric normalisation, DIKSHA district
 names → codes, the exception report's per-source coverage. Every builder returns ``<base>_id``, ``date``
 (DATE or NULL), its breakdown and measure columns and ``_file``; all are pure ``DataFrame`` transforms over
@@ -17,6 +17,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cqube_spark.config import ConfigError
+from cqube_spark.kpi.facts import FIRST, DayWide
 
 Reader = Callable[[str], "DataFrame | None"]
 
@@ -68,9 +69,6 @@ def code(df: DataFrame, name: str) -> Column:
 
 # -- attendance ------------------------------------------------------------------------------------------
 
-DAYS = [str(d) for d in range(1, 32)]
-
-
 def calendar_year_month(df: DataFrame, ay_col: str, month_col: str, start_month: int = 6) -> tuple[Column, Column]:
     """Calendar year and month: the silver ``year``/``month`` ints, else derived from the academic year."""
     m = col(df, "month").cast("int") if has(df, "month") else col(df, month_col).cast("int")
@@ -86,44 +84,37 @@ def month_first(df: DataFrame, ay_col: str, month_col: str, start_month: int = 6
     return F.make_date(year, month, F.lit(1))
 
 
-def attendance_long(df: DataFrame, school: str, person: str, ay_col: str, month_col: str,
-                    start_month: int = 6, person_alias: str = "person_id") -> DataFrame:
-    """One row per person and day with a code: ``school_id, <person_alias>, date, code, _file``.
-
-    ``stack(31, 1, `1`, ...)`` turns the day columns into (day, code) pairs inside the scan (no UDF, no
-    shuffle); days that do not exist in the month (31 June) and blank days (NULL) are dropped.
-    """
-    days = [d for d in DAYS if has(df, d)]
-    pairs = ", ".join(f"{int(d)}, `{d}`" for d in days)
-    first = month_first(df, ay_col, month_col, start_month)
-    long = df.select(code(df, school).alias("school_id"), col(df, person).cast("string").alias(person_alias),
-                     first.alias("_first"), _file(df).alias("_file"),
-                     F.expr(f"stack({len(days)}, {pairs}) as (day, code)"))
-    return (long.where(F.col("code").isNotNull() & (F.col("day") <= F.dayofmonth(F.last_day("_first"))))
-                .select("school_id", person_alias, F.date_add("_first", F.col("day") - 1).alias("date"),
-                        F.col("code").cast("int").alias("code"), "_file"))
-
-
-def attendance_latest(df: DataFrame, ay_col: str, month_col: str, start_month: int = 6):
-    """The latest day with a code, from the wide rows (no long form): the same date as ``max(date)`` over
-    :func:`attendance_long` (days past the month's end do not count), in one narrow pass instead of a pass
-    over every person-day."""
+def attendance_wide(df: DataFrame, school: str, person: str, ay_col: str, month_col: str,
+                    start_month: int = 6, person_alias: str = "person_id") -> DayWide:
+    """The attendance fact as it arrives, one row per person, school and month: ``school_id,
+    <person_alias>, _file``, ``_first`` (day 1 of the calendar month) and ``code__d1 .. code__d31`` (int;
+    NULL for a blank day and for days the month does not have, such as 31 June). Its long form
+    (:meth:`DayWide.long`) is one row per person and day with a code."""
     first = month_first(df, ay_col, month_col, start_month)
     n_days = F.dayofmonth(F.last_day(first))
-    last = F.greatest(*[F.when(col(df, d).isNotNull() & (F.lit(int(d)) <= n_days), F.lit(int(d)))
-                        for d in DAYS if has(df, d)])
-    return df.select(F.max(F.date_add(first, last - 1)).alias("d")).collect()[0]["d"]
+    codes = [F.when(F.lit(d) <= n_days, col(df, str(d)).cast("int")) if has(df, str(d)) else F.lit(None).cast("int")
+             for d in range(1, 32)]
+    frame = df.select(code(df, school).alias("school_id"), col(df, person).cast("string").alias(person_alias),
+                      _file(df).alias("_file"), first.alias(FIRST),
+                      *[c.alias(DayWide.day("code", d)) for d, c in enumerate(codes, start=1)])
+    return DayWide(frame, ("code",))
 
 
-def student_attendance(pc: PrepContext) -> DataFrame:
+def attendance_long(df: DataFrame, school: str, person: str, ay_col: str, month_col: str,
+                    start_month: int = 6, person_alias: str = "person_id") -> DataFrame:
+    """One row per person and day with a code: ``school_id, <person_alias>, date, code, _file``."""
+    return attendance_wide(df, school, person, ay_col, month_col, start_month, person_alias).long()
+
+
+def student_attendance(pc: PrepContext) -> DayWide:
     df = pc.need("student_attendance")
-    return attendance_long(df, "SchoolId", "StudentId", "AcademicYear", "Month",
+    return attendance_wide(df, "SchoolId", "StudentId", "AcademicYear", "Month",
                            pc.state.get("academic_year_start_month", 6), "student_id")
 
 
-def teacher_attendance(pc: PrepContext) -> DataFrame:
+def teacher_attendance(pc: PrepContext) -> DayWide:
     df = pc.need("teacher_attendance")
-    return attendance_long(df, "SCHCD", "TCHCD", "AC_YEAR", "MONTH",
+    return attendance_wide(df, "SCHCD", "TCHCD", "AC_YEAR", "MONTH",
                            pc.state.get("academic_year_start_month", 6), "teacher_id")
 
 
@@ -392,15 +383,7 @@ def unknown_schools(pc: PrepContext, lake_read: Reader, quarantine_read: Reader)
              .groupBy("source", "period", "school_id", "origin").agg(F.sum("rows").alias("rows")))
 
 
-# the latest data date of a prep's fact, where it is much cheaper from the silver rows than from the fact
-LATEST: dict[str, Callable[[PrepContext], object]] = {
-    "student_attendance": lambda pc: attendance_latest(pc.need("student_attendance"), "AcademicYear", "Month",
-                                                       pc.state.get("academic_year_start_month", 6)),
-    "teacher_attendance": lambda pc: attendance_latest(pc.need("teacher_attendance"), "AC_YEAR", "MONTH",
-                                                       pc.state.get("academic_year_start_month", 6)),
-}
-
-PREPS: dict[str, Callable[[PrepContext], DataFrame]] = {
+PREPS: dict[str, Callable[[PrepContext], "DataFrame | DayWide"]] = {
     "student_attendance": student_attendance,
     "teacher_attendance": teacher_attendance,
     "crc": crc,

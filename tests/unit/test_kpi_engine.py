@@ -133,13 +133,14 @@ def test_school_rows_keep_source_files_and_ids_names_coordinates(gold):
 
 
 @pytest.mark.parametrize("rows", [ROWS, [r for r in ROWS if r[3] == 6]], ids=["two_months", "june_day_31"])
-def test_latest_attendance_date_from_wide_rows_equals_the_fact_max(spark, rows):
+def test_latest_attendance_date_from_wide_rows_equals_the_long_form_max(spark, rows):
     hier, dims = hierarchy_of(spark)
     sa = attendance_frame(spark, rows)
     pc = P.PrepContext(read=lambda s: sa if s == "student_attendance" else None, hierarchy=hier, dims=dims,
                        options={}, state={})
-    latest = P.LATEST["student_attendance"](pc)
-    assert latest == engine.latest_date(P.PREPS["student_attendance"](pc))
+    wide = P.PREPS["student_attendance"](pc)
+    latest = engine.latest_date(wide)
+    assert latest == engine.latest_date(wide.long())
     assert latest == max(dt.date(y, m, d) for _s, _c, y, m, codes, _f in rows
                          for d, code in enumerate(codes, start=1) if code is not None and (m, d) != (6, 31))
 
@@ -214,3 +215,71 @@ def test_generic_measures_min_max_avg_sum_with_filters(spark):
                sum(v for v, k in xs if k != "x") if any(k != "x" for _, k in xs) else None,
                sum(1 for v, k in xs if v > 5 or k == "x")) for u, xs in vals.items()}
     assert got == exp
+
+
+# -- the day-wide fact: the same gold as its long form --------------------------------------------------
+
+def _wide_vs_long(spec, wide, hier, dims, as_of, files=None):
+    g_wide, a_wide = engine.compute(spec, wide, hier, dims, as_of, "r", files=files)
+    g_long, a_long = engine.compute(spec, wide.long(), hier, dims, as_of, "r", files=files)
+    assert a_wide == a_long
+    assert g_wide.count() > 0
+    assert_df_equality(g_wide, g_long, ignore_row_order=True, ignore_nullable=True)
+
+
+@pytest.mark.parametrize("kpi,as_of", [("student_attendance", None), ("student_attendance", dt.date(2020, 7, 3)),
+                                        ("teacher_attendance", dt.date(2020, 6, 30)),
+                                        ("teacher_attendance", dt.date(2020, 8, 15))])
+def test_day_wide_fact_gives_the_same_gold_as_its_long_form(spark, kpi, as_of):
+    """Windows that cut a month, end before its first day, or lie past the data; weighted codes (teachers)."""
+    hier, dims = hierarchy_of(spark)
+    spec = load_spec(f"configs/kpis/{kpi}.yaml")
+    rows = ROWS + [(6, 75010100102, 2020, 7, [3, 6, 7, 4, 1, 2, 3, None, 3], "sa_07b.csv")]
+    names = ("SchoolId", "StudentId", "AcademicYear") if kpi == "student_attendance" else ("SCHCD", "TCHCD", "AC_YEAR")
+    df = attendance_frame(spark, rows, *names)
+    pc = P.PrepContext(read=lambda s: df if s == kpi else None, hierarchy=hier, dims=dims, options={}, state={})
+    wide = P.PREPS[spec.prep](pc)
+    assert isinstance(wide, P.DayWide)
+    _wide_vs_long(spec, wide, hier, dims, as_of, files=["sa_06.csv", "sa_07.csv", "sa_07b.csv"])
+
+
+GENERIC_MEASURES = {
+    # counts of days: computed from day masks on the wide rows
+    "days": {"agg": "count"},
+    "late": {"agg": "count", "filter": {"any": [{"column": "mins", "gt": 30}, {"column": "code", "eq": 2}]}},
+    "other_kinds": {"agg": "count", "filter": {"all": [{"column": "kind", "ne": "x"}, {"column": "code", "in": [1, 2]}]}},
+    "weighted": {"agg": "sum", "column": "code", "weights": {"1": 1, "2": 0.5, "7": 0.25}},
+    "people": {"agg": "distinct_count", "column": "person_id", "filter": {"column": "code", "in": [1, 2]}},
+    "schools": {"agg": "schools", "filter": {"column": "mins", "not_null": True}},
+    # other measures: the long form
+    "hi": {"agg": "max", "column": "mins"}, "lo": {"agg": "min", "column": "mins"},
+    "mean": {"agg": "avg", "column": "mins"}, "total": {"agg": "sum", "column": "mins"},
+    "amount": {"agg": "sum", "column": "amount"},
+}
+
+
+@pytest.mark.parametrize("grain,measures", [("month", "day_counts"), ("academic_year", "day_counts"),
+                                            ("day", "day_counts"), ("month", "all")])
+def test_day_wide_generic_measures_and_grains_match_the_long_form(spark, grain, measures):
+    """Day counts over two day columns and a row column are bit counts of day masks; other measures and a
+    day grain use the long form. Both give the gold of the long form."""
+    hier, dims = hierarchy_of(spark)
+    ms = {k: v for k, v in GENERIC_MEASURES.items() if measures == "all" or k in list(GENERIC_MEASURES)[:6]}
+    spec = parse_spec({"name": "minutes", "prep": "x", "levels": ["school", "district", "state"],
+                       "periods": {"grains": [grain], "windows": ["last_day", "last_7_days", "overall"]},
+                       "measures": ms, "outputs": list(ms)})
+    assert engine.day_maskable(spec) == (measures == "day_counts")
+    data = [("75010100101", "p1", "a", dt.date(2020, 7, 1), {1: (1, 20), 2: (2, 40), 5: (7, None), 9: (1, None)}),
+            ("75010100101", "p2", "x", dt.date(2020, 7, 1), {3: (1, 35), 8: (2, 5), 31: (3, 1)}),
+            ("75010100102", "p1", "a", dt.date(2020, 6, 1), {29: (1, 50), 30: (2, 1)}),
+            ("75020100101", "p3", "b", dt.date(2020, 7, 1), {})]
+    flat = [(school, person, kind, first, "f.csv", *[v for d in range(1, 32) for v in days.get(d, (None, None))])
+            for school, person, kind, first, days in data]
+    day_schema = ", ".join(f"code__d{d} int, mins__d{d} int" for d in range(1, 32))
+    frame = spark.createDataFrame(flat, f"school_id string, person_id string, kind string, _first date, "
+                                        f"_file string, {day_schema}") \
+        .withColumn("amount", F.lit(1.25).cast("decimal(10,2)"))
+    wide = P.DayWide(frame, ("code", "mins"))
+    assert wide.long().count() == sum(len(d) for *_x, d in data)
+    _wide_vs_long(spec, wide, hier, dims, None)
+    _wide_vs_long(spec, wide, hier, dims, dt.date(2020, 7, 4))
