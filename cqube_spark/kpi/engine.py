@@ -13,7 +13,8 @@ table.
    partials are bit counts of day masks, then rows are grouped the same way.
 2. **base** (school × period): explode the few period memberships of each bucket row (its month, its
    academic year, the windows it falls in) and aggregate per breakdown with GROUPING SETS; distinct counts
-   are exact here (``count(distinct student)`` per school and period). Densified KPIs get a zero row for
+   are exact here (``count(distinct student)`` per school and period; without fact breakdowns, each
+   student's buckets are merged first and flags counted instead, :func:`entity_base`). Densified KPIs get a zero row for
    every unit of the hierarchy without data. School-level flags (e.g. CRC visit buckets) are set here.
    The base is cached: it is the school-level output and the input of step 3. Lineage (``source_files``)
    is a bit set over the run's file names (``bit_or`` of one bit per file, decoded after the aggregation)
@@ -345,6 +346,8 @@ def base_aggregate(spec: KpiSpec, buckets: DataFrame, start_month: int = 6,
     measures = [m for m in spec.measures if not (m.agg == "distinct_count" and m.rollup == "exact")]
     lineage = "_file" if "_file" in buckets.columns else "_files"
     bits = lineage == "_file" and files is not None and len(files) <= 64 * MAX_FILE_WORDS
+    if bits and spec.entity and not spec.fact_breakdown_columns and _slots(spec):
+        return entity_base(spec, buckets, start_month, files)
     bit_aggs: list[Column] = []
     if bits:
         buckets, bit_aggs = file_bits(buckets, files)
@@ -385,6 +388,82 @@ def base_aggregate(spec: KpiSpec, buckets: DataFrame, start_month: int = 6,
         base = base.withColumn("source_files", decode_files(files)).drop(*[c for c in base.columns
                                                                          if c.startswith("_fm")])
     return base
+
+
+def entity_base(spec: KpiSpec, buckets: DataFrame, start_month: int, files: list[str]) -> DataFrame:
+    """Step 2 for a spec with a nested distinct count (students of a school) and no fact breakdowns: the same
+    rows as :func:`base_aggregate`, without exploding every bucket into its periods and without a distinct
+    aggregate. An entity's buckets are merged first (its files, and its months for a window), so each
+    entity is one row per period and a distinct count is a count of flags:
+
+    * grain periods: buckets → (unit, grain period, entity) → (unit, grain period);
+    * windows: buckets → (unit, entity) with one column set per window → (unit) → one row per window with
+      data (the explode happens on the few unit rows).
+
+    Lineage is the file bit set (``bit_or``), per window of the files whose buckets have days in it."""
+    base_id, ent = f"{spec.base_level}_id", spec.entity
+    measures = [m for m in spec.measures if not (m.agg == "distinct_count" and m.rollup == "exact")]
+    words = range((len(files) + 63) // 64)
+    b, _aggs = file_bits(buckets, files)
+    types = {f.name: f.dataType for f in b.schema.fields}
+    i, one = F.col("_fidx"), F.lit(1).cast("long")
+
+    def file_bit(j: int, cond: Column) -> Column:
+        return F.when(cond & (i >= 64 * j) & (i < 64 * (j + 1)), F.call_function("shiftleft", one, i - 64 * j))
+
+    def merged(m: Measure, sfx: str, comb: str, slot: str) -> Column:
+        """The entity's buckets → one partial (sums keep the bucket type, as base_aggregate's input has)."""
+        name = f"{m.name}{sfx}__{slot}"
+        c = F.col(name)
+        if comb in ("any", "max"):
+            return F.max(c)
+        if comb == "min":
+            return F.min(c)
+        return F.sum(c).cast(types[name])
+
+    def final(m: Measure, sfx: str, comb: str, c: Column) -> Column:
+        """The unit's entity rows → the base column, as base_aggregate computes it from the buckets."""
+        if m.agg == "distinct_count":
+            return F.count(F.when((c == 1) & F.col(ent).isNotNull(), F.lit(1)))
+        if comb == "any":
+            return F.coalesce(F.max(c), F.lit(0)).cast("long")
+        return F.sum(c) if comb == "sum" else getattr(F, comb)(c)
+
+    parts = [(m, sfx, comb) for m in measures for sfx, comb in _partials(m)]
+    frames = []
+    if spec.grains:
+        periods = F.array(*[F.struct(F.lit(g).alias("period_type"),
+                                     P.period_key(F.col("_bucket"), g, start_month).alias("period")) for g in spec.grains])
+        g = (b.where(F.col("_bucket").isNotNull() & (F.col(f"_n__{ALL}") > 0))
+              .withColumn("_p", F.explode(periods))
+              .select("*", F.col("_p.period_type").alias("period_type"), F.col("_p.period").alias("period"))
+              .groupBy(base_id, "period_type", "period", ent)
+              .agg(*[merged(m, sfx, comb, ALL).alias(f"{m.name}{sfx}") for m, sfx, comb in parts],
+                   *[F.bit_or(file_bit(j, F.lit(True))).alias(f"_fm{j}") for j in words]))
+        frames.append(g.groupBy(base_id, "period_type", "period")
+                      .agg(*[final(m, sfx, comb, F.col(f"{m.name}{sfx}")).alias(f"{m.name}{sfx}")
+                             for m, sfx, comb in parts],
+                           *[F.bit_or(f"_fm{j}").alias(f"_fm{j}") for j in words]))
+    if spec.windows:
+        e = b.groupBy(base_id, ent).agg(*[
+            a for w in spec.windows for a in (
+                F.sum(f"_n__{w}").alias(f"_n__{w}"),
+                *[merged(m, sfx, comb, w).alias(f"{m.name}{sfx}__{w}") for m, sfx, comb in parts],
+                *[F.bit_or(file_bit(j, F.col(f"_n__{w}") > 0)).alias(f"_fm{j}__{w}") for j in words])])
+        u = e.groupBy(base_id).agg(*[
+            a for w in spec.windows for a in (
+                F.sum(f"_n__{w}").alias(f"_n__{w}"),
+                *[final(m, sfx, comb, F.col(f"{m.name}{sfx}__{w}")).alias(f"{m.name}{sfx}__{w}")
+                  for m, sfx, comb in parts],
+                *[F.bit_or(f"_fm{j}__{w}").alias(f"_fm{j}__{w}") for j in words])])
+        rows = F.array(*[F.when(F.col(f"_n__{w}") > 0, F.struct(
+            F.lit("window").alias("period_type"), F.lit(w).alias("period"),
+            *[F.col(f"{m.name}{sfx}__{w}").alias(f"{m.name}{sfx}") for m, sfx, _c in parts],
+            *[F.col(f"_fm{j}__{w}").alias(f"_fm{j}") for j in words])) for w in spec.windows])
+        frames.append(u.select(base_id, F.explode(F.filter(rows, lambda x: x.isNotNull())).alias("_r"))
+                      .select(base_id, "_r.*"))
+    base = reduce(lambda a, c: a.unionByName(c), frames).withColumn("_gid", F.lit(0).cast("long"))
+    return base.withColumn("source_files", decode_files(files)).drop(*[f"_fm{j}" for j in words])
 
 
 def densify(spec: KpiSpec, base: DataFrame, units: DataFrame) -> DataFrame:

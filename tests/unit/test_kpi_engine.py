@@ -243,6 +243,31 @@ def test_day_wide_fact_gives_the_same_gold_as_its_long_form(spark, kpi, as_of):
     _wide_vs_long(spec, wide, hier, dims, as_of, files=["sa_06.csv", "sa_07.csv", "sa_07b.csv"])
 
 
+@pytest.mark.parametrize("kpi,as_of", [("student_attendance", None), ("teacher_attendance", dt.date(2020, 7, 2))])
+def test_entity_merge_base_equals_the_distinct_count_base(spark, kpi, as_of):
+    """Step 2 without explode or distinct (``entity_base``, used when lineage is a bit set) gives the rows of
+    the generic step 2 (periods exploded, ``count(distinct)``): a person in two files, two months and with
+    no id."""
+    hier, dims = hierarchy_of(spark)
+    spec = load_spec(f"configs/kpis/{kpi}.yaml")
+    rows = ROWS + [(1, 75010100101, 2020, 7, [None, None, 1, 1], "sa_07b.csv"),
+                   (None, 75010100102, 2020, 7, [1, 2], "sa_07b.csv")]
+    names = ("SchoolId", "StudentId", "AcademicYear") if kpi == "student_attendance" else ("SCHCD", "TCHCD", "AC_YEAR")
+    df = attendance_frame(spark, rows, *names)
+    pc = P.PrepContext(read=lambda s: df if s == kpi else None, hierarchy=hier, dims=dims, options={}, state={})
+    fact = P.PREPS[spec.prep](pc)
+    as_of = as_of or engine.latest_date(fact)
+    files = engine.lineage_files([df])
+    buckets = engine.bucket_aggregate(spec, fact, as_of)
+    merged = engine.base_aggregate(spec, buckets, 6, files)
+    generic = engine.base_aggregate(spec, buckets, 6, None)
+    def plan(df):
+        return df._jdf.queryExecution().optimizedPlan().toString().lower()
+    assert "count(distinct" not in plan(merged) and "count(distinct" in plan(generic)
+    assert merged.where("period_type = 'window'").count() > 0 and merged.where("period_type = 'month'").count() > 0
+    assert_df_equality(merged, generic, ignore_row_order=True, ignore_nullable=True, ignore_column_order=True)
+
+
 GENERIC_MEASURES = {
     # counts of days: computed from day masks on the wide rows
     "days": {"agg": "count"},
