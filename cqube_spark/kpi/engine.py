@@ -226,8 +226,11 @@ def day_wide_buckets(spec: KpiSpec, fact: DayWide, as_of: dt.date | None, start_
     n_mask = mask(lambda d: F.lit(True))
     counted: dict[str, list[tuple[float, Column]]] = {}     # measure -> [(weight, mask)]
     for m in measures:
-        if m.agg == "sum":      # weighted: Σ weight × days with that value
-            counted[m.name] = [(float(w), weight_mask(m, k)) for k, w in m.weights.items()]
+        if m.agg == "sum":      # weighted: Σ weight × days with that value (the first weight of a value wins)
+            weights: dict = {}
+            for k, w in m.weights.items():
+                weights.setdefault(_typed(k), (k, float(w)))
+            counted[m.name] = [(w, weight_mask(m, k)) for k, w in weights.values()]
         else:
             counted[m.name] = [(1.0, mask(lambda d, m=m: row_value(m, on_day(d)).isNotNull()))]
     rows = fact.frame.select(*keys[:1], P.bucket(first, finest, start_month).alias("_bucket"), *keys[2:], FIRST,

@@ -7,7 +7,9 @@ Generates the sample state with the project's generator (masters + one month of 
 the same process: (1) the baseline — ``spark.read.csv`` with a declared schema + ``groupBy(SchoolId).count()``
 on the extracted CSV; (2) the ``intake`` job on the emission folder (masters first, then attendance).
 Prints wall time, rows/s, peak memory (driver JVM RSS from /proc, Python maxrss) and the ratio of the
-attendance file's intake+validation time to the baseline. Target: ratio <= 2.0.
+attendance file's intake+validation time to the baseline. Target: ratio <= 2.0. Also prints the storage
+floor: the same CSV written once as a Delta table and copied to a second one (bronze and silver, with no
+parsing rules, expectations, dedupe or MERGE), i.e. the least the intake's required tables cost.
 """
 from __future__ import annotations
 
@@ -102,6 +104,23 @@ def main() -> int:
     baseline = time.monotonic() - t
     print(f"baseline: read.csv(schema) + groupBy(SchoolId).count(): {baseline:.2f}s, {len(n_groups)} schools")
 
+    # the storage floor: what the issue's tables alone cost, with no validation at all: the CSV read and
+    # written once as Delta (bronze), then read back and written again (silver)
+    # (statistics for the key columns only, as the intake's tables have: see STATS_COLUMNS in intake/load.py)
+    from cqube_spark.intake.load import STATS_COLUMNS
+
+    floor_dir = root / "floor"
+    spark.range(10).write.format("delta").save(str(floor_dir / "warm-up"))      # Delta's first-use cost
+    t = time.monotonic()
+    (spark.read.schema(schema).options(header=True, sep="|", nullValue="NULL").csv(str(csv_dir))
+     .write.format("delta").option(STATS_COLUMNS, "SchoolId,StudentId").save(str(floor_dir / "bronze")))
+    floor_bronze = time.monotonic() - t
+    (spark.read.format("delta").load(str(floor_dir / "bronze"))
+     .write.format("delta").option(STATS_COLUMNS, "SchoolId,StudentId").save(str(floor_dir / "silver")))
+    floor = time.monotonic() - t
+    print(f"storage floor: CSV -> Delta {floor_bronze:.2f}s, + Delta -> Delta {floor:.2f}s "
+          f"({floor / baseline:.2f}x the baseline)")
+
     from cqube_spark.runner import run_job
 
     params = [] if args.ge else ["greatExpectations=false"]
@@ -132,6 +151,8 @@ def main() -> int:
         "of_which_spark_load_file_s": att_s,
         "rows_per_s": round(rows / total) if total else None,
         "ratio_to_baseline": round(ratio, 2),
+        "storage_floor_s": round(floor, 2), "storage_floor_bronze_only_s": round(floor_bronze, 2),
+        "storage_floor_ratio": round(floor / baseline, 2) if baseline else None,
         "peak_driver_jvm_rss_mb": round(mon.peak / 2 ** 20),
         "python_maxrss_mb": round(maxrss / 2 ** 20),
         "great_expectations": args.ge,
