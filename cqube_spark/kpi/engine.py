@@ -32,6 +32,7 @@ level only. Base units that are not in the hierarchy at all are left out (see th
 from __future__ import annotations
 
 import datetime as dt
+import json
 from functools import reduce
 
 from pyspark import StorageLevel
@@ -190,10 +191,14 @@ def day_maskable(spec: KpiSpec) -> bool:
 
 
 def _day_mask(fact: DayWide, cond) -> Column:
-    """The row's days where ``cond(d)`` holds, as bits of a long (bit d-1 = day d)."""
-    return reduce(lambda a, b: a.bitwiseOR(b),
-                  [F.when(fact.exists(d) & cond(d), F.lit(1 << (d - 1))).otherwise(F.lit(0)).cast("long")
-                   for d in range(1, fact.days + 1)])
+    """The row's days where ``cond(d)`` (never NULL) holds, as bits of a long (bit d-1 = day d)."""
+    return reduce(lambda a, b: a.bitwiseOR(b), [F.shiftleft((fact.exists(d) & cond(d)).cast("long"), d - 1)
+                                                for d in range(1, fact.days + 1)])
+
+
+def _all_of(*filters: dict | None) -> dict | None:
+    fs = [f for f in filters if f]
+    return None if not fs else fs[0] if len(fs) == 1 else {"all": fs}
 
 
 def day_wide_buckets(spec: KpiSpec, fact: DayWide, as_of: dt.date | None, start_month: int = 6) -> DataFrame:
@@ -214,25 +219,28 @@ def day_wide_buckets(spec: KpiSpec, fact: DayWide, as_of: dt.date | None, start_
     def on_day(d: int):
         return lambda name: F.col(fact.day(name, d)) if name in fact.day_columns else F.col(name)
 
-    masks: dict[str, tuple[str, Column]] = {}       # one mask column per distinct day condition
+    masks: dict[str, tuple[str, Column]] = {}       # one mask column per distinct day filter
 
-    def mask(cond) -> Column:
-        expr = _day_mask(fact, cond)
-        return F.col(masks.setdefault(str(expr), (f"_mask{len(masks)}", expr))[0])
+    def mask(f: dict | None) -> Column:
+        """The days where filter ``f`` holds (a compiled filter is never NULL); built once per filter."""
+        key = json.dumps(f, sort_keys=True, default=str)
+        if key not in masks:
+            masks[key] = (f"_mask{len(masks)}", _day_mask(fact, lambda d: compile_filter(f, on_day(d))))
+        return F.col(masks[key][0])
 
-    def weight_mask(m: Measure, k: str) -> Column:
-        return mask(lambda d: compile_filter(m.filter, on_day(d)) & (on_day(d)(m.column) == F.lit(_typed(k))))
-
-    n_mask = mask(lambda d: F.lit(True))
+    n_mask = mask(None)
     counted: dict[str, list[tuple[float, Column]]] = {}     # measure -> [(weight, mask)]
     for m in measures:
         if m.agg == "sum":      # weighted: Σ weight × days with that value (the first weight of a value wins)
             weights: dict = {}
             for k, w in m.weights.items():
-                weights.setdefault(_typed(k), (k, float(w)))
-            counted[m.name] = [(w, weight_mask(m, k)) for k, w in weights.values()]
+                weights.setdefault(_typed(k), float(w))
+            counted[m.name] = [(w, mask(_all_of(m.filter, {"column": m.column, "eq": v})))
+                               for v, w in weights.items()]
+        elif m.agg == "distinct_count":     # as row_value: the filter holds and the entity is known
+            counted[m.name] = [(1.0, mask(_all_of(m.filter, {"column": m.column, "not_null": True})))]
         else:
-            counted[m.name] = [(1.0, mask(lambda d, m=m: row_value(m, on_day(d)).isNotNull()))]
+            counted[m.name] = [(1.0, mask(m.filter))]
     rows = fact.frame.select(*keys[:1], P.bucket(first, finest, start_month).alias("_bucket"), *keys[2:], FIRST,
                              *[e.alias(n) for n, e in masks.values()])
     one = F.lit(1).cast("long")
