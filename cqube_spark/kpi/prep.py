@@ -3,8 +3,9 @@
 Only what a spec cannot say lives here: attendance day columns (kept wide, see :mod:`.facts`), CRC visit
 location join, exam question marks join, infrastructure weights, UDISE metric normalisation, DIKSHA district
 names → codes, the exception report's per-source coverage. Every builder returns ``<base>_id``, ``date``
-(DATE or NULL), its breakdown and measure columns and ``_file``; all are pure ``DataFrame`` transforms over
-the frames that ``read(source)`` returns (``None`` when a silver table does not exist).
+(DATE or NULL), its breakdown and measure columns and ``_file`` (attendance: the same fact held wide, a
+:class:`~cqube_spark.kpi.facts.DayWide`); all are pure ``DataFrame`` transforms over the frames that
+``read(source)`` returns (``None`` when a silver table does not exist).
 """
 from __future__ import annotations
 
