@@ -319,16 +319,24 @@ def lineage_files(frames: list[DataFrame]) -> list[str]:
     return sorted(r[0] for r in u.collect())
 
 
+def file_words(files: list[str]) -> range:
+    """The indexes ``j`` of the longs (``_fm<j>``) that hold the bit set of ``files``, 64 files each."""
+    return range((len(files) + 63) // 64)
+
+
+def file_bit(j: int, cond: Column | None = None) -> Column:
+    """The row's file bit within long ``j`` (NULL when its file is in another long, or ``cond`` is false)."""
+    i, one = F.col("_fidx"), F.lit(1).cast("long")
+    in_word = (i >= 64 * j) & (i < 64 * (j + 1))
+    return F.when(in_word if cond is None else cond & in_word, F.call_function("shiftleft", one, i - 64 * j))
+
+
 def file_bits(df: DataFrame, files: list[str]) -> tuple[DataFrame, list[Column]]:
     """``df`` with ``_fidx`` (the index of its ``_file`` in ``files``) and the ``bit_or`` aggregates of the
     file bit set, one long per 64 files (``_fm<j>``)."""
     idx = df.sparkSession.createDataFrame([(f, i) for i, f in enumerate(files)], "_file string, _fidx int")
     out = df.join(F.broadcast(idx), "_file", "left")
-    i = F.col("_fidx")
-    one = F.lit(1).cast("long")
-    aggs = [F.bit_or(F.when((i >= 64 * j) & (i < 64 * (j + 1)), F.call_function("shiftleft", one, i - 64 * j)))
-            .alias(f"_fm{j}") for j in range((len(files) + 63) // 64)]
-    return out, aggs
+    return out, [F.bit_or(file_bit(j)).alias(f"_fm{j}") for j in file_words(files)]
 
 
 def _bit_set(mask: Column):
@@ -339,7 +347,7 @@ def _bit_set(mask: Column):
 def decode_files(files: list[str]) -> Column:
     """The sorted file names whose bits are set in ``_fm<j>`` (an empty array when none)."""
     words = []
-    for j in range((len(files) + 63) // 64):
+    for j in file_words(files):
         mask = F.coalesce(F.col(f"_fm{j}"), F.lit(0).cast("long"))
         names = F.array(*[F.lit(n) for n in files[64 * j:64 * (j + 1)]])
         words.append(F.filter(names, _bit_set(mask)))
@@ -414,13 +422,9 @@ def entity_base(spec: KpiSpec, buckets: DataFrame, start_month: int, files: list
     Lineage is the file bit set (``bit_or``), per window of the files whose buckets have days in it."""
     base_id, ent = f"{spec.base_level}_id", spec.entity
     measures = [m for m in spec.measures if not (m.agg == "distinct_count" and m.rollup == "exact")]
-    words = range((len(files) + 63) // 64)
+    words = file_words(files)
     b, _aggs = file_bits(buckets, files)
     types = {f.name: f.dataType for f in b.schema.fields}
-    i, one = F.col("_fidx"), F.lit(1).cast("long")
-
-    def file_bit(j: int, cond: Column) -> Column:
-        return F.when(cond & (i >= 64 * j) & (i < 64 * (j + 1)), F.call_function("shiftleft", one, i - 64 * j))
 
     def merged(m: Measure, sfx: str, comb: str, slot: str) -> Column:
         """The entity's buckets → one partial (sums keep the bucket type, as base_aggregate's input has)."""
@@ -450,7 +454,7 @@ def entity_base(spec: KpiSpec, buckets: DataFrame, start_month: int, files: list
               .select("*", F.col("_p.period_type").alias("period_type"), F.col("_p.period").alias("period"))
               .groupBy(base_id, "period_type", "period", ent)
               .agg(*[merged(m, sfx, comb, ALL).alias(f"{m.name}{sfx}") for m, sfx, comb in parts],
-                   *[F.bit_or(file_bit(j, F.lit(True))).alias(f"_fm{j}") for j in words]))
+                   *[F.bit_or(file_bit(j)).alias(f"_fm{j}") for j in words]))
         frames.append(g.groupBy(base_id, "period_type", "period")
                       .agg(*[final(m, sfx, comb, F.col(f"{m.name}{sfx}")).alias(f"{m.name}{sfx}")
                              for m, sfx, comb in parts],
