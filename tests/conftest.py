@@ -56,10 +56,26 @@ def spark(tmp_path_factory):
         "spark.ui.enabled": "false",
         "spark.sql.warehouse.dir": str(warehouse),
         "spark.databricks.delta.snapshotPartitions": "2",
-        "spark.driver.memory": "3g",
+        "spark.driver.memory": "4g",
+        # Test frames are tiny: small Tungsten pages keep each hash aggregate / sort of a task small, so the
+        # shared execution pool of this one long-lived session is never the limit (32 MB pages by default).
+        "spark.buffer.pageSize": "2m",
     })
+    _SESSION.append(session)
     yield session
+    _SESSION.clear()
     session.stop()
+
+
+_SESSION: list = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_cached_frames():
+    """Frames a test module persisted (KPI bases, hierarchies) do not outlive it in the shared session."""
+    yield
+    if _SESSION:
+        _SESSION[0].catalog.clearCache()
 
 
 @pytest.fixture
