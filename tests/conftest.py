@@ -72,7 +72,7 @@ _SESSION: list = []
 
 @pytest.fixture(scope="module", autouse=True)
 def _drop_cached_frames():
-    """Frames a test module persisted (e.g. the KPI base of `engine.compute`) do not outlive it in the shared session."""
+    """Frames a test module persisted (e.g. the KPI base of `engine.compute`) do not outlive it here."""
     yield
     if _SESSION:
         _SESSION[0].catalog.clearCache()
