@@ -188,15 +188,14 @@ def load_file(ctx, spec: SourceSpec, parts_uri: str, file_label: str, meta: dict
                   .persist(StorageLevel.MEMORY_AND_DISK))
         v = cached.select(F.lit(file_label).alias("_file"), "*", F.lit(run_id).alias("_run_id"))
         try:
-            return _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, run_ge,
-                                lambda: read_lines(spark, parts_uri, file_label, spec.header))
+            return _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, run_ge, lines)
         finally:
             cached.unpersist()
 
 
-def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, run_ge, reread) -> FileResult:
-    """``reread``: the file's raw lines again (the raw text of valid rows is not cached; a conflicting
-    duplicate is a valid row that still goes to quarantine with its line)."""
+def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, run_ge, lines) -> FileResult:
+    """``lines``: the file's raw lines (not cached: using them reads the file again). The raw text of valid
+    rows is not in ``v``, and a conflicting duplicate is a valid row that still goes to quarantine with it."""
     spark, run_id = ctx.spark, ctx.run_id
     # 1. bronze: every row as received (strings) + lineage
     bronze = ctx.lake("bronze", spec.name)
@@ -251,7 +250,7 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
             q = v.where(F.size(VIOLATIONS) > 0)
             if conflicts:
                 conflicting = d.where(F.col("_dup") == "conflict").drop("_dup", RAW)
-                raw = reread().select("_line", F.col("value").alias(RAW))
+                raw = lines.select("_line", F.col("value").alias(RAW))
                 q = q.unionByName(conflicting.join(raw, "_line", "left"))
             first = F.col(VIOLATIONS)[0]
             (q.select(*raw_names, "_file", "_line", "_run_id", first["rule"].alias("rule"),
