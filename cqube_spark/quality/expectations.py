@@ -15,9 +15,14 @@ max_length             expect_column_value_lengths_to_be_between(<col>, max_valu
 pattern_mismatch       expect_column_values_to_match_regex(<col>, pattern)
 out_of_domain          expect_column_values_to_be_in_set(__t_<col>, domain) / _to_be_between(min, max)
 invalid_latlong        expect_column_values_to_be_between(__t_lat, 6, 38) and (__t_long, 68, 98)
-(keys)                 expect_compound_columns_to_be_unique(keys) (informative: duplicates are
-                       resolved by the dedupe step, identical ones are not errors)
+marks_above_max        expect_column_pair_values_a_to_be_greater_than_b(max, marks) (same-row maximum)
 =====================  ===================================================================
+
+Key uniqueness is not an expectation: repeated keys are not a row-level rule but the dedupe step's business
+(identical rows are kept once and counted, conflicting ones quarantined; both counts are in the log summary).
+As an expectation it failed every file with harmless identical duplicates, and Great Expectations computes it
+with a window over the keys plus two more scans (student attendance: 2.2 s of a 12.4 s suite at 1.2M rows,
+18.3 s of 82.1 s at 11.6M).
 
 Every expectation has the same domain (the whole frame, no row condition), so Great Expectations computes
 all of their metrics in a handful of Spark aggregations. (A row condition per type check made it one
@@ -85,7 +90,7 @@ def rule_of(expectation_type: str, kwargs: dict) -> str:
     return kwargs.get("meta_rule") or expectation_type
 
 
-def compile_suite(spec: SourceSpec, include_keys: bool = True):
+def compile_suite(spec: SourceSpec):
     """An ExpectationSuite for a spec; every expectation carries ``meta = {rule, column}``."""
     gx = _gx()
     import great_expectations.expectations as gxe
@@ -124,11 +129,6 @@ def compile_suite(spec: SourceSpec, include_keys: bool = True):
                                                             column_B=typed_name(chk["column"]), or_equal=True,
                                                             ignore_row_if="either_value_is_missing"),
                 "marks_above_max", chk["column"])
-    if include_keys:
-        keys = [typed_name(k) for k in spec.keys]
-        exp = (gxe.ExpectColumnValuesToBeUnique(column=keys[0]) if len(keys) == 1
-               else gxe.ExpectCompoundColumnsToBeUnique(column_list=keys))
-        add(exp, "unique_key", ",".join(spec.keys))
     return suite
 
 
@@ -222,7 +222,7 @@ def counts_by_rule(result: dict) -> dict[tuple[str, str], int]:
     """(rule, column) → unexpected count, summed over the expectations of that rule and column."""
     out: dict[tuple[str, str], int] = {}
     for r in result["results"]:
-        if r["rule"] in (None, "unique_key"):
+        if r["rule"] is None:
             continue
         k = (r["rule"], r["column"])
         out[k] = out.get(k, 0) + int(r["unexpected_count"] or 0)

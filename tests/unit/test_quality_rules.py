@@ -147,6 +147,18 @@ def test_great_expectations_counts_agree_with_rule_counts(spark):
     assert {k: n for k, n in ge.items() if n and k[0] not in ("marks_above_max", "invalid_latlong")} == mine
 
 
+def test_great_expectations_suite_passes_identical_duplicates(spark):
+    """Repeated keys are the dedupe step's business, not a failed expectation: a file whose only flaw is an
+    identical duplicate row passes its suite, and the suite has one expectation per row-level rule only."""
+    sound = _validate(spark, [GOOD, GOOD, "2|2|5|10|20.1|74.2|100"])
+    result = expectations.run_suite(sound, SPEC)
+    assert result["success"] and all(r["success"] for r in result["results"])
+    assert {r["rule"] for r in result["results"]} == {
+        "mandatory_missing", "type_mismatch", "max_length", "pattern_mismatch", "out_of_domain",
+        "invalid_latlong", "marks_above_max"}
+    assert {r["element_count"] for r in result["results"]} == {3}
+
+
 def test_sat_same_student_exam_question_with_different_marks_is_a_conflict(spark):
     """SAT's 'same student, school, semester, class, different subject values' rule at question level:
     the exam code fixes semester, class and subject, so two rows of one student, exam and question with
