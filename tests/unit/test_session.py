@@ -1,7 +1,7 @@
 """Session builder: settings derived from spark-defaults.conf and the environment; a real Delta session."""
 from chispa import assert_df_equality
 
-from cqube_spark.session import resolve_jars, s3a_conf, session_conf
+from cqube_spark.session import driver_java_options, resolve_jars, s3a_conf, session_conf
 
 
 def test_s3a_from_environment_with_static_credentials():
@@ -38,6 +38,22 @@ def test_timezone_and_master_from_environment():
 def test_under_spark_submit_the_submitted_master_and_jars_win():
     conf = session_conf("app", env={"PYSPARK_GATEWAY_PORT": "1234"})
     assert "spark.master" not in conf and "spark.jars" not in conf
+
+
+def test_driver_maps_the_class_archive_only_when_it_exists(tmp_path):
+    archive = tmp_path / "cqube-spark.jsa"
+    assert "SharedArchiveFile" not in driver_java_options({}, archive)
+    archive.write_bytes(b"jsa")
+    opts = driver_java_options({}, archive).split()
+    assert f"-XX:SharedArchiveFile={archive}" in opts and "-Xshare:auto" in opts   # never -Xshare:on
+    assert any(o.startswith("-Dlog4j2.configurationFile=") for o in opts)
+    assert "SharedArchiveFile" not in driver_java_options({"CQUBE_JVM_ARCHIVE": "0"}, archive)
+    dump = driver_java_options({"CQUBE_JVM_ARCHIVE_DUMP": "/x/new.jsa"}, archive).split()
+    assert "-XX:ArchiveClassesAtExit=/x/new.jsa" in dump and not any("SharedArchiveFile" in o for o in dump)
+
+
+def test_submitted_jobs_leave_driver_options_to_spark_submit():
+    assert "spark.driver.extraJavaOptions" not in session_conf("app", env={"PYSPARK_GATEWAY_PORT": "1234"})
 
 
 def test_resolve_jars_expands_globs_relative_to_root(tmp_path):
