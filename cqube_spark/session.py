@@ -7,7 +7,7 @@
 * session time zone ``CQUBE_TIMEZONE`` (default Asia/Kolkata);
 * the UI is off unless ``CQUBE_SPARK_UI=1``;
 * a local driver JVM maps the class archive ``.jars/cqube-spark.jsa`` (made at setup time by
-  ``scripts/jvm/class_archive.py``) when it exists: Java's class-data sharing loads Spark's and Delta's classes
+  ``scripts/jvm/class_archive.py``) when it exists: Java's class-data sharing maps the classes a job loads
   from it instead of parsing and verifying them again (session start plus a first Delta write: ~16 s → ~12 s).
   ``CQUBE_JVM_ARCHIVE=0`` turns it off.
 """
