@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cqube_spark.sample import cli as sample_cli
 from cqube_spark.runner import EXIT_CONFIG, resolve_config_path, run_job
-from cqube_spark.session import DEFAULTS_FILE, LOG4J_FILE, PROJECT_ROOT, read_defaults, resolve_jars
+from cqube_spark.session import DEFAULTS_FILE, PROJECT_ROOT, driver_java_options, read_defaults, resolve_jars
 
 # Modules that add verbs: each has register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES: list[str] = ["cqube_spark.exhaust.cli", "cqube_spark.replay.cli"]
@@ -61,8 +61,10 @@ def submit_command(config: Path, args: argparse.Namespace, workdir: str) -> list
         for k, v in conf.items():
             fh.write(f"{k} {v}\n")
     cmd = [os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit"),
-           "--properties-file", props, "--py-files", package_zip(workdir),
-           "--driver-java-options", f"-Dlog4j2.configurationFile=file:{LOG4J_FILE}"]
+           "--properties-file", props, "--py-files", package_zip(workdir)]
+    java_options = driver_java_options()   # log4j config + the class archive (the driver runs here)
+    if java_options:
+        cmd += ["--driver-java-options", java_options]
     if args.master:
         cmd += ["--master", args.master]
     cmd += [str(PROJECT_ROOT / "jobs" / "run.py"), "--config", str(config)]

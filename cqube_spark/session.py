@@ -103,11 +103,13 @@ def session_conf(
     return conf
 
 
-def driver_java_options(env: Mapping[str, str] = os.environ, archive: Path = CLASS_ARCHIVE) -> str:
-    """The local driver JVM's options: the log4j config, and the class archive when there is one.
+def driver_java_options(env: Mapping[str, str] = os.environ, archive: Path | None = None) -> str:
+    """The local driver JVM's options (in-process sessions and ``cqube-spark run --submit``): the log4j config,
+    and the class archive (default :data:`CLASS_ARCHIVE`) when there is one.
 
     ``CQUBE_JVM_ARCHIVE_DUMP=<path>`` makes the JVM write a new archive there when it exits (setup does that).
     """
+    archive = archive or CLASS_ARCHIVE
     opts = [f"-Dlog4j2.configurationFile=file:{LOG4J_FILE}"] if LOG4J_FILE.exists() else []
     if env.get("CQUBE_JVM_ARCHIVE_DUMP"):
         opts.append(f"-XX:ArchiveClassesAtExit={env['CQUBE_JVM_ARCHIVE_DUMP']}")

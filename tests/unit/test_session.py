@@ -56,6 +56,22 @@ def test_submitted_jobs_leave_driver_options_to_spark_submit():
     assert "spark.driver.extraJavaOptions" not in session_conf("app", env={"PYSPARK_GATEWAY_PORT": "1234"})
 
 
+def test_submit_command_passes_the_driver_options(tmp_path, monkeypatch):
+    import argparse
+
+    from cqube_spark import cli, session
+
+    archive = tmp_path / "cqube-spark.jsa"
+    archive.write_bytes(b"jsa")
+    monkeypatch.setattr(session, "CLASS_ARCHIVE", archive)
+    monkeypatch.delenv("CQUBE_JVM_ARCHIVE", raising=False)
+    args = argparse.Namespace(master=None, as_of=None, param=[], run_id=None)
+    cmd = cli.submit_command(session.PROJECT_ROOT / "configs" / "jobs" / "intake.json", args, str(tmp_path))
+    opts = cmd[cmd.index("--driver-java-options") + 1].split()
+    assert f"-XX:SharedArchiveFile={archive}" in opts and "-Xshare:auto" in opts
+    assert any(o.startswith("-Dlog4j2.configurationFile=") for o in opts)
+
+
 def test_resolve_jars_expands_globs_relative_to_root(tmp_path):
     (tmp_path / "j").mkdir()
     for n in ("b.jar", "a.jar"):
