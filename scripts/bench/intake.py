@@ -104,20 +104,12 @@ def main() -> int:
     baseline = time.monotonic() - t
     print(f"baseline: read.csv(schema) + groupBy(SchoolId).count(): {baseline:.2f}s, {len(n_groups)} schools")
 
-    # the storage floor: what the tables alone cost, with no validation at all: the CSV read and
-    # written once as Delta (bronze), then read back and written again (silver)
-    # (statistics for the key columns only, as the intake's tables have: see STATS_COLUMNS in intake/load.py)
-    from cqube_spark.intake.load import STATS_COLUMNS
+    # the storage floor: the CSV written as bronze and copied to silver, no validation (see floor.py)
+    from floor import storage_floor
 
-    floor_dir = root / "floor"
-    spark.range(10).write.format("delta").save(str(floor_dir / "warm-up"))      # Delta's first-use cost
-    t = time.monotonic()
-    (spark.read.schema(schema).options(header=True, sep="|", nullValue="NULL").csv(str(csv_dir))
-     .write.format("delta").option(STATS_COLUMNS, "SchoolId,StudentId").save(str(floor_dir / "bronze")))
-    floor_bronze = time.monotonic() - t
-    (spark.read.format("delta").load(str(floor_dir / "bronze"))
-     .write.format("delta").option(STATS_COLUMNS, "SchoolId,StudentId").save(str(floor_dir / "silver")))
-    floor = time.monotonic() - t
+    fl = storage_floor(spark, lambda: spark.read.schema(schema).options(header=True, sep="|", nullValue="NULL")
+                       .csv(str(csv_dir)), root / "floor", "SchoolId,StudentId")
+    floor_bronze, floor = fl["bronze"], fl["total"]
     print(f"storage floor: CSV -> Delta {floor_bronze:.2f}s, + Delta -> Delta {floor:.2f}s "
           f"({floor / baseline:.2f}x the baseline)")
 

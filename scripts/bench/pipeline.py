@@ -11,7 +11,9 @@ Each scale runs in its own Python + JVM process (so peak memory figures are per 
 → baseline (after a 10-row warm-up read: read CSV with the declared schema, group by school, sum of
 present/working day codes) →
 ``pipeline`` (intake → kpis → publish, in-process, same session) → figures: wall time per stage, rows/s,
-driver JVM peak RSS (VmHWM from /proc), Python peak RSS (ru_maxrss), ratio to the baseline.
+driver JVM peak RSS (VmHWM from /proc), Python peak RSS (ru_maxrss), ratio to the baseline, and the storage
+floor (``floor.py``: the CSV written as bronze, copied to silver and aggregated into a gold table, with no
+validation at all), which no implementation of the pipeline's tables can beat.
 Scale 10 keeps the schools and multiplies the students per school by 10 (same hierarchy, 10x the rows).
 """
 from __future__ import annotations
@@ -80,13 +82,21 @@ def one(scale: int, schools: int, students: int, month: str, work: Path, gen_sou
     # warm-up (class loading, JIT) so that the baseline is not charged for the session's first job
     spark.read.options(header=True, sep="|", nullValue="NULL").schema(schema).csv(str(csv_path)).limit(10).collect()
     t0 = time.monotonic()
-    base = (spark.read.options(header=True, sep="|", nullValue="NULL").schema(schema).csv(str(csv_path))
-            .groupBy("SchoolId")
-            .agg(F.count(F.lit(1)).alias("students"),
-                 F.sum(sum((F.col(d) == 1).cast("int") for d in days)).alias("present"),
-                 F.sum(sum(F.col(d).isin(1, 2).cast("int") for d in days)).alias("working")))
-    n_groups = len(base.collect())
+    def read_csv():
+        return spark.read.options(header=True, sep="|", nullValue="NULL").schema(schema).csv(str(csv_path))
+
+    def by_school(df):
+        return df.groupBy("SchoolId").agg(F.count(F.lit(1)).alias("students"),
+                                          F.sum(sum((F.col(d) == 1).cast("int") for d in days)).alias("present"),
+                                          F.sum(sum(F.col(d).isin(1, 2).cast("int") for d in days)).alias("working"))
+
+    t0 = time.monotonic()
+    n_groups = len(by_school(read_csv()).collect())
     baseline_s = time.monotonic() - t0
+    # the storage floor: bronze, silver and a gold aggregate written with no validation (see floor.py)
+    from floor import storage_floor
+
+    floor = storage_floor(spark, read_csv, work / f"scale{scale}" / "floor", "SchoolId,StudentId", gold=by_school)
 
     cfg = load_job_config(CONFIG_DIR / "pipeline.json")
     ctx = JobContext(config=cfg, run_id=new_run_id(), as_of=None, log=get_logger("bench"), _spark=spark)
@@ -99,6 +109,7 @@ def one(scale: int, schools: int, students: int, month: str, work: Path, gen_sou
         "pipeline_s": round(pipe_s, 1), "stages_s": res["seconds"],
         "rows_per_s": round(rows / pipe_s), "ratio_to_baseline": round(pipe_s / baseline_s, 2),
         "kpis_ratio_to_baseline": round(res["seconds"].get("kpis", 0) / baseline_s, 2),
+        "storage_floor_s": floor, "storage_floor_ratio": round(floor["total"] / baseline_s, 2),
         "driver_jvm_peak_rss_mb": round(vm_hwm_kb(jvm_pid) / 1024), "python_peak_rss_mb":
             round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "quarantined_by_rule": res.get("quarantined_by_rule"),
@@ -142,7 +153,8 @@ def main(argv=None) -> int:
             results.append(r)
             print(f"scale {s:>2}: {r['attendance_rows']:>11,} rows  pipeline {r['pipeline_s']:7.1f}s "
                   f"({r['stages_s']})  baseline {r['baseline_s']:6.1f}s  ratio {r['ratio_to_baseline']:.2f}x "
-                  f"(kpis alone {r['kpis_ratio_to_baseline']:.2f}x)  {r['rows_per_s']:,} rows/s  "
+                  f"(kpis alone {r['kpis_ratio_to_baseline']:.2f}x; storage floor {r['storage_floor_s']['total']:.1f}s "
+                  f"= {r['storage_floor_ratio']:.2f}x)  {r['rows_per_s']:,} rows/s  "
                   f"JVM peak {r['driver_jvm_peak_rss_mb']} MB  python peak {r['python_peak_rss_mb']} MB", flush=True)
         if len(results) > 1:
             a0, a1 = results[0], results[-1]
