@@ -4,7 +4,6 @@
 
 Exit codes: 0 success, 1 job failure, 2 bad config/arguments.
 """
-import argparse
 import os
 import sys
 

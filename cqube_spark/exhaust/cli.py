@@ -11,7 +11,6 @@ requester; 3 unknown request id.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys

@@ -149,8 +149,6 @@ def attendance_day_columns(spec: SourceSpec) -> list[str]:
 
 def reference_frames(spark, lake, spec: SourceSpec) -> tuple[dict[str, DataFrame], list[str]]:
     """Lookups for foreign keys and max_from checks from the referenced silver tables (and what was skipped)."""
-    from cqube_spark.quality.spec import load_spec  # noqa: F401 - keeps the import graph explicit
-
     refs, skipped = {}, []
     wanted = [(fk["references"]["source"], fk["references"]["column"], None) for fk in spec.foreign_keys]
     wanted += [(c["max_from"]["source"], c["max_from"]["column"], c["max_from"]["key"])

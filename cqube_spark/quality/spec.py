@@ -277,7 +277,7 @@ def load_specs(directory: str | Path, state: StateConfig | None = None) -> dict[
     specs = {p.stem: load_spec(p, state) for p in sorted(d.glob("*.yaml"))}
     if not specs:
         raise ConfigError(str(d), "$", "no source specs (*.yaml) found")
-    for name, spec in specs.items():
+    for spec in specs.values():
         for i, fk in enumerate(spec.foreign_keys):
             ref = fk["references"]
             if ref["source"] not in specs:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -103,7 +104,7 @@ def _typed(value: str, typ: str, col: dict):
             v = float(value)
         except ValueError:
             return False, None
-        if v != v or v in (float("inf"), float("-inf")):
+        if not math.isfinite(v):
             return False, None
         m = _DEC_RE.match(typ)
         if m:

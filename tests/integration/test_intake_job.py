@@ -1,6 +1,5 @@
 """End to end through ``run_job("intake")`` on tiny fixtures: rejections (+ e-mail to a real local SMTP
 server), hostile zips, duplicates, idempotent reruns, overlap, state.yaml deactivation, quarantine."""
-import io
 import json
 import socket
 import stat

@@ -1,5 +1,4 @@
 """The real upstream sample (test_data_lite) loads completely; a dirty copy quarantines exactly the injected rows."""
-import io
 import shutil
 import zipfile
 
