@@ -79,11 +79,10 @@ def one(scale: int, schools: int, students: int, month: str, work: Path, gen_sou
     schema = T.StructType([T.StructField(c, T.StringType() if c in ("AcademicYear", "AadhaarUID") else T.LongType())
                            for c in ["StudentAttendanceId", "StudentId", "SchoolId", "AadhaarUID", "AcademicYear",
                                      "Month", *days]])
-    # warm-up (class loading, JIT) so that the baseline is not charged for the session's first job
-    spark.read.options(header=True, sep="|", nullValue="NULL").schema(schema).csv(str(csv_path)).limit(10).collect()
-
     def read_csv():
         return spark.read.options(header=True, sep="|", nullValue="NULL").schema(schema).csv(str(csv_path))
+
+    read_csv().limit(10).collect()       # warm-up (class loading, JIT): the baseline is not charged for it
 
     def by_school(df):
         return df.groupBy("SchoolId").agg(F.count(F.lit(1)).alias("students"),
