@@ -2,51 +2,53 @@
 
 The validated frame is a file's structurally sound rows (no blank line, right column count) with each
 column twice: the raw text (``<col>``, NULL tokens already NULL) and the typed value (``__t_<col>``).
-:func:`run_suite` adds ``__parsed_<col>`` for each typed column: 1 when the value is missing or parses as the
-declared type, NULL on a type mismatch. Each expectation mirrors one row-level rule, so its
-``unexpected_count`` equals the rule's count for that column:
+
+A suite holds **one expectation per rule**, ``expect_rule_to_hold`` (:class:`ExpectRuleToHold`, a Great
+Expectations batch expectation of this project), whose parameters list every check of that rule in the
+spec (:func:`cqube_spark.quality.rules.column_checks`: the column and what the rule needs to know, e.g.
+``max_length``). Its metric, ``cqube.rule_breaks``, is an aggregate partial: Great Expectations bundles it
+with the row count into **one** Spark aggregation for the whole suite, whatever the number of columns. Each
+expectation's result carries the unexpected count of every check, so :func:`run_suite` reports one result
+per (rule, column), with the same counts as the row-level rules (they are built from the same checks):
 
 =====================  ===================================================================
-rule                   expectation
+rule                   check (one per column it applies to)
 =====================  ===================================================================
-mandatory_missing      expect_column_values_to_not_be_null(<col>)
-type_mismatch          expect_column_values_to_not_be_null(__parsed_<col>)
-max_length             expect_column_value_lengths_to_be_between(<col>, max_value=max_length)
-pattern_mismatch       expect_column_values_to_match_regex(<col>, pattern)
-out_of_domain          expect_column_values_to_be_in_set(__t_<col>, domain) / _to_be_between(min, max)
-invalid_latlong        expect_column_values_to_be_between(__t_lat, 6, 38) and (__t_long, 68, 98)
-marks_above_max        expect_column_pair_values_a_to_be_greater_than_b(max, marks) (same-row maximum)
+mandatory_missing      the raw value is NULL
+type_mismatch          a raw value that does not parse as the declared type
+max_length             longer than ``max_length``
+pattern_mismatch       does not match ``pattern``
+out_of_domain          typed value not in ``domain`` / outside ``[min, max]``
+invalid_latlong        typed lat outside 6..38 or long outside 68..98 (one check per lat/long pair)
+marks_above_max        typed marks above the same row's maximum
 =====================  ===================================================================
+
+Why not one built-in expectation per (rule, column), as before: Great Expectations' own work is ~30 ms per
+expectation (metric graph, domain resolution, ~100 JVM calls each), so the 707 expectations of the
+230-column UDISE school profile took 36-60 s a file whatever its rows; a suite of one expectation per rule
+takes well under a second (figures in docs/intake.md). Suites are compiled once per spec and process.
 
 Key uniqueness is not an expectation: repeated keys are not a row-level rule but the dedupe step's business
 (identical rows are kept once and counted, conflicting ones quarantined; both counts are in the log summary).
-As an expectation it failed every file with harmless identical duplicates, and Great Expectations computes it
-with a window over the keys plus two more scans (student attendance: 2.2 s of a 12.4 s suite at 1.2M rows,
-18.3 s of 82.1 s at 11.6M).
-
-Every expectation has the same domain (the whole frame, no row condition), so Great Expectations computes
-all of their metrics in a handful of Spark aggregations. (A row condition per type check made it one
-domain, and four Spark jobs, per column: 140 jobs for student attendance.)
-
-The suite runs in two rounds. The first is ``BOOLEAN_ONLY``: the aggregations only, no per-expectation
-"partial unexpected list" query (in ``BASIC`` each of those is one more planned query on the wide frame:
-114 of them cost ~11 s for student attendance, even with a list length of 0). Every expectation here is
-all-or-nothing (no ``mostly``), so success means an unexpected count of 0 and the element count is the
-frame's row count. Only the expectations that failed are validated again in ``BASIC`` to get Great
-Expectations' own counts; a clean file pays for one round. A file whose row-level rules already found bad
-rows goes straight to one ``BASIC`` round.
+Foreign keys and ``max_from`` maxima need another table and stay with the row-level rules.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-from typing import Any
+import threading
+from typing import Any, Dict, Optional
 
-from cqube_spark.quality.rules import INDIA_LAT, INDIA_LON, safe_name, typed_name
+from cqube_spark.quality.rules import broken, column_checks
 from cqube_spark.quality.spec import SourceSpec
 
 _CONTEXT: Any = None
+_SUITES: dict[str, Any] = {}
+_LOCK = threading.RLock()
+EXPECTATION = "expect_rule_to_hold"
+METRIC = "cqube.rule_breaks"
 
 
 def _gx():
@@ -55,167 +57,146 @@ def _gx():
 
     for name in ("great_expectations", "great_expectations._docs_decorators"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    _register()
     return gx
+
+
+_REGISTERED: list = []
+
+
+def _register() -> None:
+    """Define (once) the project's expectation and its metric; defining the classes registers them with GE."""
+    if _REGISTERED:
+        return
+    from great_expectations.compatibility.pyspark import functions as F
+    from great_expectations.core.metric_domain_types import MetricDomainTypes
+    from great_expectations.core.metric_function_types import MetricPartialFunctionTypes
+    from great_expectations.execution_engine import SparkDFExecutionEngine
+    from great_expectations.expectations.expectation import BatchExpectation
+    from great_expectations.expectations.metrics.metric_provider import metric_partial
+    from great_expectations.expectations.metrics.table_metric_provider import TableMetricProvider
+
+    class RuleBreaks(TableMetricProvider):
+        """Rows breaking each check of one rule: a struct ``c0, c1, ...`` of counts (an aggregate partial,
+        bundled by Great Expectations with every other aggregate of the batch into one Spark job)."""
+
+        metric_name = METRIC
+        value_keys = ("rule", "checks")
+
+        @metric_partial(engine=SparkDFExecutionEngine, partial_fn_type=MetricPartialFunctionTypes.AGGREGATE_FN,
+                        domain_type=MetricDomainTypes.TABLE)
+        def _spark(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics,
+                   runtime_configuration):
+            counts = [F.sum(broken(c).cast("long")).alias(f"c{i}")
+                      for i, c in enumerate(metric_value_kwargs["checks"])]
+            return F.struct(*counts), metric_domain_kwargs, {}
+
+    class ExpectRuleToHold(BatchExpectation):
+        """Expect no row to break any check of one row-level rule (``checks`` from ``rules.column_checks``)."""
+
+        rule: str
+        checks: list
+        metric_dependencies = (METRIC, "table.row_count")
+        success_keys = ("rule", "checks")
+        args_keys = ("rule", "checks")
+
+        def _validate(self, metrics: Dict, runtime_configuration: Optional[dict] = None,
+                      execution_engine=None):
+            row = metrics.get(METRIC)     # the struct's values in check order (GE hands it over as a list)
+            counts = [int((row[i] if row is not None else 0) or 0) for i in range(len(self.checks))]
+            return {"success": not any(counts),
+                    "result": {"element_count": int(metrics.get("table.row_count") or 0),
+                               "unexpected_counts": counts}}
+
+    _REGISTERED.append((RuleBreaks, ExpectRuleToHold))
 
 
 def context():
     """One ephemeral GE context per process (creating one costs a second)."""
     global _CONTEXT
-    if _CONTEXT is None:
-        gx = _gx()
-        _CONTEXT = gx.get_context(mode="ephemeral")
-        try:
-            from great_expectations.data_context.types.base import ProgressBarsConfig
+    with _LOCK:
+        if _CONTEXT is None:
+            gx = _gx()
+            _CONTEXT = gx.get_context(mode="ephemeral")
+            try:
+                from great_expectations.data_context.types.base import ProgressBarsConfig
 
-            _CONTEXT.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        except Exception:  # noqa: BLE001 - cosmetic only
-            pass
+                _CONTEXT.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+            except Exception:  # noqa: BLE001 - cosmetic only
+                pass
     return _CONTEXT
 
 
-def parsed_name(name: str) -> str:
-    return "__parsed_" + safe_name(name)
-
-
-def with_parsed_flags(df, spec: SourceSpec):
-    """Adds ``__parsed_<col>`` (1 when missing or typed, NULL on a type mismatch) for each typed column."""
-    from pyspark.sql import functions as F
-
-    flags = [F.when(F.col(safe_name(c.name)).isNull() | F.col(typed_name(c.name)).isNotNull(), F.lit(1))
-             .alias(parsed_name(c.name)) for c in spec.active_columns if c.type != "string"]
-    return df.select("*", *flags)
-
-
-def rule_of(expectation_type: str, kwargs: dict) -> str:
-    return kwargs.get("meta_rule") or expectation_type
+def rule_checks(spec: SourceSpec) -> dict[str, list[dict]]:
+    """rule → its checks, in the order of :func:`rules.column_checks`."""
+    out: dict[str, list[dict]] = {}
+    for c in column_checks(spec):
+        out.setdefault(c["rule"], []).append(c)
+    return out
 
 
 def compile_suite(spec: SourceSpec):
-    """An ExpectationSuite for a spec; every expectation carries ``meta = {rule, column}``."""
-    gx = _gx()
-    import great_expectations.expectations as gxe
-
-    suite = gx.ExpectationSuite(name=f"{spec.name}")
-    latlong = {c for chk in spec.checks if chk["rule"] == "latlong_valid" for c in chk.get("columns", [])}
-
-    def add(exp, rule: str, column: str):
-        exp.meta = {"rule": rule, "column": column}
-        suite.add_expectation(exp)
-
-    for c in spec.active_columns:
-        raw, typed = safe_name(c.name), typed_name(c.name)
-        if c.mandatory:
-            add(gxe.ExpectColumnValuesToNotBeNull(column=raw), "mandatory_missing", c.name)
-        if c.type != "string":
-            add(gxe.ExpectColumnValuesToNotBeNull(column=parsed_name(c.name)), "type_mismatch", c.name)
-        if c.max_length:
-            add(gxe.ExpectColumnValueLengthsToBeBetween(column=raw, max_value=c.max_length), "max_length", c.name)
-        if c.pattern:
-            add(gxe.ExpectColumnValuesToMatchRegex(column=raw, regex=c.pattern), "pattern_mismatch", c.name)
-        if c.domain is not None:
-            add(gxe.ExpectColumnValuesToBeInSet(column=typed, value_set=list(c.domain)), "out_of_domain", c.name)
-        if (c.min is not None or c.max is not None) and c.name not in latlong:
-            add(gxe.ExpectColumnValuesToBeBetween(column=typed, min_value=c.min, max_value=c.max),
-                "out_of_domain", c.name)
-    for chk in spec.checks:
-        if chk["rule"] == "latlong_valid":
-            lat, lon = chk["columns"][:2]
-            add(gxe.ExpectColumnValuesToBeBetween(column=typed_name(lat), min_value=INDIA_LAT[0],
-                                                  max_value=INDIA_LAT[1]), "invalid_latlong", lat)
-            add(gxe.ExpectColumnValuesToBeBetween(column=typed_name(lon), min_value=INDIA_LON[0],
-                                                  max_value=INDIA_LON[1]), "invalid_latlong", lon)
-        elif chk["rule"] == "marks_not_above_max" and chk.get("max_column"):
-            add(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=typed_name(chk["max_column"]),
-                                                            column_B=typed_name(chk["column"]), or_equal=True,
-                                                            ignore_row_if="either_value_is_missing"),
-                "marks_above_max", chk["column"])
-    return suite
-
-
-BASIC = {"result_format": "BASIC", "partial_unexpected_count": 0, "include_unexpected_rows": False}
+    """The spec's ExpectationSuite (one ``expect_rule_to_hold`` per rule), compiled once per spec and process."""
+    checks = rule_checks(spec)
+    key = hashlib.sha256(json.dumps([spec.name, checks], sort_keys=True, default=str).encode()).hexdigest()
+    with _LOCK:
+        if key not in _SUITES:
+            gx = _gx()
+            context()
+            exp_cls = _REGISTERED[0][1]
+            _SUITES[key] = gx.ExpectationSuite(
+                name=spec.name, expectations=[exp_cls(rule=rule, checks=cs, meta={"rule": rule})
+                                              for rule, cs in checks.items()])
+        return _SUITES[key]
 
 
 def _batch(df, spec: SourceSpec):
     ctx = context()
     name = f"cqube_{spec.name}"
-    try:
-        ds = ctx.data_sources.get(name)
-    except (KeyError, ValueError, Exception):  # noqa: BLE001 - GE raises its own not-found errors
-        # persist=False: the frame is already cached by the loader; GE's default would cache a second copy
-        # of the file (time, and the heap: 12M attendance rows ran the 4g driver out of memory)
-        ds = ctx.data_sources.add_spark(name=name, persist=False)
-    try:
-        asset = ds.get_asset(spec.name)
-    except (LookupError, Exception):  # noqa: BLE001
-        asset = ds.add_dataframe_asset(name=spec.name)
-    try:
-        bd = asset.get_batch_definition("whole")
-    except (KeyError, Exception):  # noqa: BLE001
-        bd = asset.add_batch_definition_whole_dataframe("whole")
-    return bd.get_batch(batch_parameters={"dataframe": with_parsed_flags(df, spec)})
+    with _LOCK:   # the ephemeral context's registries are plain dicts: one thread at a time adds to them
+        try:
+            ds = ctx.data_sources.get(name)
+        except (KeyError, ValueError, Exception):  # noqa: BLE001 - GE raises its own not-found errors
+            # persist=False: the frame is already cached by the loader; GE's default would cache a second copy
+            ds = ctx.data_sources.add_spark(name=name, persist=False)
+        try:
+            asset = ds.get_asset(spec.name)
+        except (LookupError, Exception):  # noqa: BLE001
+            asset = ds.add_dataframe_asset(name=spec.name)
+        try:
+            bd = asset.get_batch_definition("whole")
+        except (KeyError, Exception):  # noqa: BLE001
+            bd = asset.add_batch_definition_whole_dataframe("whole")
+    return bd.get_batch(batch_parameters={"dataframe": df})
 
 
-def _result(r, counts: dict) -> dict:
-    """One expectation's result; ``counts``: GE's BASIC result, or 0 unexpected over the rows for a
-    BOOLEAN_ONLY success."""
-    cfg = r.expectation_config
-    meta = cfg.meta or {}
-    failed = isinstance(r.exception_info, dict) and r.exception_info.get("raised_exception")
-    return {
-        "expectation": cfg.type,
-        "rule": meta.get("rule"),
-        "column": meta.get("column"),
-        "kwargs": {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id",)},
-        "success": bool(r.success),
-        "element_count": counts.get("element_count"),
-        "unexpected_count": counts.get("unexpected_count"),
-        "unexpected_percent": counts.get("unexpected_percent"),
-        "exception": (r.exception_info or {}).get("exception_message") if failed else None,
-    }
-
-
-def run_suite(df, spec: SourceSpec, suite=None, rows: int | None = None, clean: bool = True) -> dict:
-    """Validate a frame; returns a JSON-able dict: success, statistics, per-expectation results.
-
-    ``rows``: the frame's row count when the caller knows it (else one count of the frame is run).
-    ``clean``: the caller expects the frame to pass (its row-level rules found nothing); a frame known to be
-    dirty goes straight to one ``BASIC`` round instead of two rounds.
-    """
-    gx = _gx()
-    batch = _batch(df, spec)
+def run_suite(df, spec: SourceSpec, suite=None) -> dict:
+    """Validate a frame in one Great Expectations round (one Spark aggregation); returns a JSON-able dict:
+    success, GE's statistics, and one result per (rule, column) check:
+    ``{expectation, rule, column, kwargs, success, element_count, unexpected_count, unexpected_percent,
+    exception}``."""
     suite = suite or compile_suite(spec)
-    if not clean:
-        res = batch.validate(suite, result_format=BASIC)
-        return _summary(suite, res, [_result(r, r.result or {}) for r in res.results])
-    first = batch.validate(suite, result_format={"result_format": "BOOLEAN_ONLY"})
-    failed = [r.expectation_config for r in first.results if not r.success]
-    basic = {}
-    if failed:
-        again = gx.ExpectationSuite(name=f"{suite.name}_failed")
-        for cfg in failed:
-            again.add_expectation(cfg.to_domain_obj())
-        res = batch.validate(again, result_format=BASIC)
-        basic = {_key(r.expectation_config): r for r in res.results}
-    if rows is None and len(basic) < len(first.results):
-        rows = df.count()
+    with _LOCK:     # sources validate from several threads; GE's validator is not known to be thread-safe
+        res = _batch(df, spec).validate(suite, result_format={"result_format": "BASIC"})
     results = []
-    for r in first.results:
-        again = basic.get(_key(r.expectation_config))
-        if again is not None:
-            results.append(_result(again, again.result or {}))
-        else:
-            results.append(_result(r, {"element_count": rows, "unexpected_count": 0, "unexpected_percent": 0.0}))
-    return _summary(suite, first, results)
-
-
-def _summary(suite, res, results: list[dict]) -> dict:
+    for r in res.results:
+        cfg = r.expectation_config
+        kw = cfg.kwargs
+        failed = isinstance(r.exception_info, dict) and r.exception_info.get("raised_exception")
+        out = r.result or {}
+        n = out.get("element_count")
+        counts = out.get("unexpected_counts") or [None] * len(kw["checks"])
+        for check, bad in zip(kw["checks"], counts):
+            results.append({
+                "expectation": cfg.type, "rule": kw["rule"], "column": check["column"],
+                "kwargs": {k: v for k, v in check.items() if k not in ("rule", "column")},
+                "success": not failed and bad == 0,
+                "element_count": n, "unexpected_count": bad,
+                "unexpected_percent": (100.0 * bad / n) if n and bad is not None else (0.0 if n else None),
+                "exception": (r.exception_info or {}).get("exception_message") if failed else None,
+            })
     return json.loads(json.dumps({"suite": suite.name, "success": bool(res.success),
                                   "statistics": dict(res.statistics or {}), "results": results}, default=str))
-
-
-def _key(cfg) -> str:
-    return json.dumps([cfg.type, {k: v for k, v in cfg.kwargs.items() if k != "batch_id"}], sort_keys=True,
-                      default=str)
 
 
 def counts_by_rule(result: dict) -> dict[tuple[str, str], int]:

@@ -169,41 +169,103 @@ def _check(broken: SparkColumn, violation: SparkColumn) -> tuple[SparkColumn, Sp
     return F.coalesce(broken, F.lit(False)), violation
 
 
-def violation_exprs(spec: SourceSpec, available: set[str]) -> list[tuple[SparkColumn, SparkColumn]]:
-    """One (broken, violation struct) pair per (rule, column): the rule fails for the row when ``broken``."""
-    out: list[tuple[SparkColumn, SparkColumn]] = []
+def column_checks(spec: SourceSpec) -> list[dict]:
+    """The row-level checks of a spec that need nothing but the row, declared once as data: each is
+    ``{"rule", "column", "raw", "typed", <params>}`` (JSON-able). The rule engine (:func:`violation_exprs`)
+    and the Great Expectations suite (:mod:`cqube_spark.quality.expectations`) are both built from this
+    list and :func:`broken`, so every expectation mirrors one rule by construction.
+
+    Order: per active column mandatory, type, max length, pattern, domain, range; then the row-level
+    ``checks`` of the spec (lat/long pair, marks against a same-row maximum). The order is the order of a
+    row's violations, and its first violation is the one quarantine reports."""
+    out: list[dict] = []
     latlong_cols = {c for chk in spec.checks if chk["rule"] == "latlong_valid" for c in chk.get("columns", [])}
     for c in spec.active_columns:
-        raw, typed = F.col(safe_name(c.name)), F.col(typed_name(c.name))
+        base = {"column": c.name, "raw": safe_name(c.name), "typed": typed_name(c.name)}
         if c.mandatory:
-            out.append(_check(raw.isNull(), _violation("mandatory_missing", c.name, "missing mandatory value")))
-        out.append(_check(raw.isNotNull() & typed.isNull(),
-                          _violation("type_mismatch", c.name,
-                                     F.concat(F.lit(f"expected {c.type}, got '"), _short(raw), F.lit("'")))))
+            out.append({"rule": "mandatory_missing", **base})
+        out.append({"rule": "type_mismatch", **base, "type": c.type})
         if c.max_length:
-            out.append(_check(F.length(raw) > c.max_length,
-                              _violation("max_length", c.name,
-                                         F.concat(F.lit("length "), F.length(raw).cast("string"),
-                                                  F.lit(f" > {c.max_length}")))))
+            out.append({"rule": "max_length", **base, "max_length": int(c.max_length)})
         if c.pattern:
-            out.append(_check(raw.isNotNull() & ~raw.rlike(c.pattern),
-                              _violation("pattern_mismatch", c.name,
-                                         F.concat(F.lit("'"), _short(raw), F.lit(f"' does not match {c.pattern}")))))
+            out.append({"rule": "pattern_mismatch", **base, "pattern": c.pattern})
         if c.domain is not None:
-            out.append(_check(typed.isNotNull() & ~typed.isin(_lit_list(c.domain)),
-                              _violation("out_of_domain", c.name,
-                                         F.concat(F.lit("'"), _short(raw),
-                                                  F.lit(f"' not in {list(c.domain)}")))))
+            out.append({"rule": "out_of_domain", **base, "domain": list(c.domain)})
         if (c.min is not None or c.max is not None) and c.name not in latlong_cols:
-            cond = F.lit(False)
-            if c.min is not None:
-                cond = cond | (typed < F.lit(c.min))
-            if c.max is not None:
-                cond = cond | (typed > F.lit(c.max))
-            out.append(_check(typed.isNotNull() & cond,
-                              _violation("out_of_domain", c.name,
-                                         F.concat(F.lit("'"), _short(raw),
-                                                  F.lit(f"' outside [{c.min}, {c.max}]")))))
+            out.append({"rule": "out_of_domain", **base, "min": c.min, "max": c.max})
+    for chk in spec.checks:
+        if chk["rule"] == "latlong_valid":
+            lat, lon = chk["columns"][:2]
+            out.append({"rule": "invalid_latlong", "column": f"{lat},{lon}", "lat": safe_name(lat),
+                        "lon": safe_name(lon), "typed_lat": typed_name(lat), "typed_lon": typed_name(lon)})
+        elif chk["rule"] == "marks_not_above_max" and chk.get("max_column"):
+            out.append({"rule": "marks_above_max", "column": chk["column"], "typed": typed_name(chk["column"]),
+                        "max_typed": typed_name(chk["max_column"]), "max_source": chk["max_column"]})
+    return out
+
+
+def broken(check: dict) -> SparkColumn:
+    """Whether a row breaks one of :func:`column_checks` (never NULL)."""
+    rule = check["rule"]
+    raw = F.col(check["raw"]) if "raw" in check else None
+    typed = F.col(check["typed"]) if "typed" in check else None
+    if rule == "mandatory_missing":
+        cond = raw.isNull()
+    elif rule == "type_mismatch":
+        cond = raw.isNotNull() & typed.isNull()
+    elif rule == "max_length":
+        cond = F.length(raw) > check["max_length"]
+    elif rule == "pattern_mismatch":
+        cond = raw.isNotNull() & ~raw.rlike(check["pattern"])
+    elif rule == "out_of_domain" and "domain" in check:
+        cond = typed.isNotNull() & ~typed.isin(_lit_list(check["domain"]))
+    elif rule == "out_of_domain":
+        out = F.lit(False)
+        if check.get("min") is not None:
+            out = out | (typed < F.lit(check["min"]))
+        if check.get("max") is not None:
+            out = out | (typed > F.lit(check["max"]))
+        cond = typed.isNotNull() & out
+    elif rule == "invalid_latlong":
+        tl, tg = F.col(check["typed_lat"]), F.col(check["typed_lon"])
+        cond = (tl.isNotNull() & ~tl.between(*INDIA_LAT)) | (tg.isNotNull() & ~tg.between(*INDIA_LON))
+    elif rule == "marks_above_max":
+        obtained, mx = typed.cast("double"), F.col(check["max_typed"]).cast("double")
+        cond = obtained.isNotNull() & mx.isNotNull() & (obtained > mx)
+    else:
+        raise ValueError(f"unknown row-level rule {rule!r}")
+    return F.coalesce(cond, F.lit(False))
+
+
+def _reason(check: dict) -> SparkColumn:
+    rule = check["rule"]
+    raw = F.col(check["raw"]) if "raw" in check else None
+    if rule == "mandatory_missing":
+        return F.lit("missing mandatory value")
+    if rule == "type_mismatch":
+        return F.concat(F.lit(f"expected {check['type']}, got '"), _short(raw), F.lit("'"))
+    if rule == "max_length":
+        return F.concat(F.lit("length "), F.length(raw).cast("string"), F.lit(f" > {check['max_length']}"))
+    if rule == "pattern_mismatch":
+        return F.concat(F.lit("'"), _short(raw), F.lit(f"' does not match {check['pattern']}"))
+    if rule == "out_of_domain" and "domain" in check:
+        return F.concat(F.lit("'"), _short(raw), F.lit(f"' not in {check['domain']}"))
+    if rule == "out_of_domain":
+        return F.concat(F.lit("'"), _short(raw), F.lit(f"' outside [{check.get('min')}, {check.get('max')}]"))
+    if rule == "invalid_latlong":
+        return F.concat(F.lit("("), _short(F.col(check["lat"])), F.lit(", "), _short(F.col(check["lon"])),
+                        F.lit(") outside India (6..38 N, 68..98 E)"))
+    obtained, mx = F.col(check["typed"]).cast("double"), F.col(check["max_typed"]).cast("double")
+    return F.concat(F.lit("marks "), obtained.cast("string"), F.lit(" > max "), mx.cast("string"),
+                    F.lit(f" ({check['max_source']})"))
+
+
+def violation_exprs(spec: SourceSpec, available: set[str]) -> list[tuple[SparkColumn, SparkColumn]]:
+    """One (broken, violation struct) pair per (rule, column): the rule fails for the row when ``broken``."""
+    checks = column_checks(spec)
+    row_level = [c for c in checks if c["rule"] not in ("invalid_latlong", "marks_above_max")]
+    out = [(broken(c), _violation(c["rule"], c["column"], _reason(c))) for c in row_level]
+    pair = {(c["rule"], c["column"]): c for c in checks if c["rule"] in ("invalid_latlong", "marks_above_max")}
     for i, fk in enumerate(spec.foreign_keys):
         if f"__fk_{i}" not in available:
             continue
@@ -216,23 +278,14 @@ def violation_exprs(spec: SourceSpec, available: set[str]) -> list[tuple[SparkCo
     for i, chk in enumerate(spec.checks):
         rule = chk["rule"]
         if rule == "latlong_valid":
-            lat, lon = chk["columns"][:2]
-            tl, tg = F.col(typed_name(lat)), F.col(typed_name(lon))
-            bad = ((tl.isNotNull() & ~tl.between(*INDIA_LAT)) | (tg.isNotNull() & ~tg.between(*INDIA_LON)))
-            out.append(_check(bad, _violation("invalid_latlong", f"{lat},{lon}",
-                                              F.concat(F.lit("("), _short(F.col(safe_name(lat))), F.lit(", "),
-                                                       _short(F.col(safe_name(lon))),
-                                                       F.lit(") outside India (6..38 N, 68..98 E)")))))
-        elif rule == "marks_not_above_max":
-            obtained = F.col(typed_name(chk["column"])).cast("double")
-            if chk.get("max_column"):
-                mx = F.col(typed_name(chk["max_column"])).cast("double")
-                src = chk["max_column"]
-            elif f"__max_{i}" in available:
-                mx = F.col(f"__max_{i}")
-                src = f"{chk['max_from']['source']}.{chk['max_from']['column']}"
-            else:
-                continue
+            c = pair[("invalid_latlong", ",".join(chk["columns"][:2]))]
+            out.append((broken(c), _violation(c["rule"], c["column"], _reason(c))))
+        elif rule == "marks_not_above_max" and chk.get("max_column"):
+            c = pair[("marks_above_max", chk["column"])]
+            out.append((broken(c), _violation(c["rule"], c["column"], _reason(c))))
+        elif rule == "marks_not_above_max" and f"__max_{i}" in available:
+            obtained, mx = F.col(typed_name(chk["column"])).cast("double"), F.col(f"__max_{i}")
+            src = f"{chk['max_from']['source']}.{chk['max_from']['column']}"
             out.append(_check(obtained.isNotNull() & mx.isNotNull() & (obtained > mx),
                               _violation("marks_above_max", chk["column"],
                                          F.concat(F.lit("marks "), obtained.cast("string"), F.lit(" > max "),
