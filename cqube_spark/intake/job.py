@@ -22,17 +22,19 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cqube_spark import storage
+from cqube_spark import academic_year, faults, progress, storage
 from cqube_spark.config import ConfigError
 from cqube_spark.intake import cleanup as cleanup_mod
 from cqube_spark.intake import fingerprint, manifest, notify, zipsafe
-from cqube_spark.intake.load import load_file
+from cqube_spark.intake.load import load_file, loading_conf
 from cqube_spark.intake.tracker import FileTracker, new_row
 from cqube_spark.quality import summary as summary_mod
-from cqube_spark.quality.spec import SourceSpec, load_order, load_specs, load_state
+from cqube_spark.quality.spec import SourceSpec, load_generations, load_specs, load_state
 from cqube_spark.session import PROJECT_ROOT
 
 REJECTED = "_rejected"
@@ -53,8 +55,10 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-def period_date(spec: SourceSpec, header: str | None, first_row: str | None, today: dt.date) -> dt.date:
-    """The file's date from its first data row (academic year/month, a date column, the exam code)."""
+def period_date(spec: SourceSpec, header: str | None, first_row: str | None, today: dt.date,
+                start_month: int = academic_year.DEFAULT_START_MONTH) -> dt.date:
+    """The file's date from its first data row (academic year/month, a date column, the exam code); an
+    academic year/month is placed in the calendar by the state's ``academic_year_start_month``."""
     kind = spec.period.get("kind", "none")
     if kind == "none" or not first_row or not header:
         return today
@@ -69,8 +73,7 @@ def period_date(spec: SourceSpec, header: str | None, first_row: str | None, tod
     try:
         if kind == "academic_year_month":
             ay, m = value(spec.period["academic_year"]), int(value(spec.period["month"]))
-            first = int(ay[:4])
-            return dt.date(first + 1 if m <= 5 else first, m, 1)
+            return dt.date(academic_year.calendar_year(int(ay[:4]), m, start_month), m, 1)
         if kind == "exam_code":
             code = value(spec.period["column"]) or ""
             off = spec.period.get("date_offset", 7)
@@ -108,8 +111,9 @@ class Intake:
     def __init__(self, ctx):
         self.ctx = ctx
         p = ctx.params
-        self.specs = load_specs(_project_path(p.get("sources", "configs/sources")),
-                                load_state(_project_path(p.get("stateConfig", "configs/state.yaml"))))
+        state = load_state(_project_path(p.get("stateConfig", "configs/state.yaml")))
+        self.start_month = state.academic_year_start_month
+        self.specs = load_specs(_project_path(p.get("sources", "configs/sources")), state)
         self.limits = zipsafe.Limits(int(p.get("maxUncompressedBytes", 2 * 1024 ** 3)),
                                      float(p.get("maxCompressionRatio", 100)))
         self.part_bytes = int(p.get("partBytes", 32 * 1024 * 1024))
@@ -129,6 +133,7 @@ class Intake:
         self.rows: list[dict] = []
         self.seen: dict[str, str] = {}
         self.emails = 0
+        self.lock = threading.Lock()
 
     # -- emission side -------------------------------------------------------------------------------
     def rel(self, uri: str) -> str:
@@ -186,6 +191,9 @@ class Intake:
                         entries = manifest.parse(zf.read(man_info))
                     except manifest.ManifestError as e:
                         raise Rejection("manifest_invalid", str(e)) from None
+                    absent = manifest.missing(entries, [m.filename for m in members])
+                    if absent:
+                        raise Rejection("manifest_mismatch", "; ".join(absent))
                 accepted = []
                 for info in members:
                     matches = [s for s in self.specs.values() if s.matches(info.filename)]
@@ -233,7 +241,7 @@ class Intake:
         zip_name = _safe(uri.rsplit("/", 1)[-1])
         copies = []
         for spec, row, ex in accepted:
-            day = period_date(spec, ex.header, ex.first_row, self.today)
+            day = period_date(spec, ex.header, ex.first_row, self.today, self.start_month)
             base = storage.join(self.ctx.roots["input"], spec.name, f"{day:%Y}", f"{day:%Y-%m}",
                                 f"{day:%Y-%m-%d}_{spec.name}", ex.sha256[:12])
             zip_dst = storage.join(base, zip_name)
@@ -257,7 +265,60 @@ class Intake:
         self.store.delete(uri)   # verified copies exist: the emission file can go
         return out
 
+    def unfinished(self) -> list[tuple[SourceSpec, dict, str]]:
+        """Files an earlier run copied to input/ but did not finish loading (it failed or was killed), unless
+        the same content was loaded since or arrived again in this run: they load in this run, once."""
+        out = []
+        for row in self.tracker.unfinished():
+            key = (row["source"], row["sha256"])
+            if key in self.loaded or key in self.seen:
+                continue
+            spec, parts = self.specs.get(row["source"]), row["input_path"]
+            part_files = sorted(u for u in self.store.list(parts) if u.endswith(".csv")) if spec else []
+            if not part_files:
+                self.ctx.log.warning("unfinished file cannot be resumed", file=parts, source=row["source"],
+                                     reason="no source spec" if spec is None else "input copy missing")
+                continue
+            header = self.store.read_bytes(part_files[0]).split(b"\n", 1)[0].decode("utf-8", "replace")
+            try:
+                spec = check_header(spec, header.rstrip("\r"))
+            except Rejection as e:     # the spec changed since the copy: the file no longer fits it
+                row.update(status="rejected", error=f"{e.kind}: {e}")
+                self.rows.append(row)
+                continue
+            row.update(status="received", error=None)
+            self.rows.append(row)
+            self.seen[key] = parts
+            self.ctx.log.info("unfinished file resumed", file=parts, source=spec.name, since_run=row["run_id"])
+            out.append((spec, row, parts))
+        return out
+
     # -- the run ----------------------------------------------------------------------------------------
+    def load_source(self, name: str, items: list, run_ge: bool) -> list[tuple[dict, object]]:
+        """Load one source's accepted files in order; returns [(tracker row, FileResult)]. A failure marks the
+        file ``failed`` in the tracker and raises (an infrastructure error fails the run)."""
+        ctx = self.ctx
+        done = []
+        for spec, row, parts in items:
+            meta = {"sha256": row["sha256"], "member": row["member"], "emission_path": row["emission_path"],
+                    "file_id": row["file_id"]}
+            try:
+                faults.point("intake.load")
+                res = load_file(ctx, spec, parts, parts, meta, run_ge=run_ge, start_month=self.start_month)
+            except Exception as e:  # noqa: BLE001 - recorded per file, then the run fails (infrastructure)
+                row.update(status="failed", error=f"{type(e).__name__}: {e}")
+                with self.lock:
+                    self.tracker.upsert([row])
+                raise
+            s = res.summary
+            with self.lock:
+                self.files_done += 1
+                progress.step(f"file {self.files_done} of {self.files_total} loaded", name)
+            ctx.log.info("file loaded", source=name, file=parts, rows=s["total_rows"], loaded=s["processed_rows"],
+                         quarantined=s["quarantined_rows"], seconds=s["duration_s"])
+            done.append((row, res))
+        return done
+
     def run(self) -> dict:
         ctx = self.ctx
         self.loaded = self.tracker.loaded()
@@ -271,6 +332,8 @@ class Intake:
                     accepted.setdefault(spec.name, []).append((spec, row, parts))
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        for spec, row, parts in self.unfinished():
+            accepted.setdefault(spec.name, []).append((spec, row, parts))
         self.tracker.upsert(self.rows)
 
         summaries, validations = [], []
@@ -279,30 +342,29 @@ class Intake:
                 summaries.append(summary_mod.rejected_summary(r))
         counters = {"files": 0, "rows": 0, "quarantined": 0, "duplicates": 0, "overlap_ignored": 0}
         run_ge = bool(ctx.params.get("greatExpectations", True))
-        for name in load_order(self.specs):
-            for spec, row, parts in accepted.get(name, []):
-                meta = {"sha256": row["sha256"], "member": row["member"], "emission_path": row["emission_path"],
-                        "file_id": row["file_id"]}
-                try:
-                    res = load_file(ctx, spec, parts, parts, meta, run_ge=run_ge)
-                except Exception as e:  # noqa: BLE001 - recorded per file, then the run fails (infrastructure)
-                    row.update(status="failed", error=f"{type(e).__name__}: {e}")
-                    self.tracker.upsert([row])
-                    raise
-                s = res.summary
-                row.update(status="loaded", loaded_rows=s["processed_rows"], quarantined_rows=s["quarantined_rows"],
-                           duplicate_rows=s["duplicates_identical"], overlap_ignored=s["overlap_ignored"], error=None)
-                summaries.append(s)
-                if res.validation:
-                    validations.append(res.validation)
-                counters["files"] += 1
-                counters["rows"] += s["processed_rows"]
-                counters["quarantined"] += s["quarantined_rows"]
-                counters["duplicates"] += s["duplicates_identical"]
-                counters["overlap_ignored"] += s["overlap_ignored"]
-                ctx.log.info("file loaded", source=name, file=parts, rows=s["total_rows"],
-                             loaded=s["processed_rows"], quarantined=s["quarantined_rows"],
-                             seconds=s["duration_s"])
+        threads = max(1, int(ctx.params.get("sourceThreads", 2)))
+        self.files_done, self.files_total = 0, sum(len(v) for v in accepted.values())
+        progress.step(f"0 of {self.files_total} files loaded")
+        with loading_conf(ctx.spark), ThreadPoolExecutor(threads, thread_name_prefix="intake") as pool:
+            # a generation's sources reference only earlier generations: they load side by side (each
+            # source's files in order), so one source's Spark jobs run while another's are being planned
+            for generation in load_generations(self.specs):
+                jobs = [pool.submit(self.load_source, name, accepted[name], run_ge)
+                        for name in generation if accepted.get(name)]
+                for job in jobs:
+                    for row, res in job.result():
+                        s = res.summary
+                        row.update(status="loaded", loaded_rows=s["processed_rows"],
+                                   quarantined_rows=s["quarantined_rows"], duplicate_rows=s["duplicates_identical"],
+                                   overlap_ignored=s["overlap_ignored"], error=None)
+                        summaries.append(s)
+                        if res.validation:
+                            validations.append(res.validation)
+                        counters["files"] += 1
+                        counters["rows"] += s["processed_rows"]
+                        counters["quarantined"] += s["quarantined_rows"]
+                        counters["duplicates"] += s["duplicates_identical"]
+                        counters["overlap_ignored"] += s["overlap_ignored"]
         self.tracker.upsert([r for r in self.rows if r["status"] == "loaded"])
         summary_mod.write(ctx, summaries, validations)
 

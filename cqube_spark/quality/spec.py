@@ -186,6 +186,11 @@ class StateConfig:
     path: str = "<none>"
     raw: dict = field(default_factory=dict)
 
+    @property
+    def academic_year_start_month(self) -> int:
+        """``state.academic_year_start_month`` (default 6, June)."""
+        return int(((self.raw or {}).get("state") or {}).get("academic_year_start_month", 6))
+
     def is_active(self, source: str, attribute: str) -> bool:
         return attribute not in self.inactive and attribute not in self.inactive_by_source.get(source, frozenset())
 
@@ -298,16 +303,26 @@ def load_specs(directory: str | Path, state: StateConfig | None = None) -> dict[
     return specs
 
 
+def load_generations(specs: dict[str, SourceSpec]) -> list[list[str]]:
+    """Sources in dependency generations: every source of a generation references only sources of earlier
+    generations (or none), so the sources of one generation can load side by side. Names sorted within a
+    generation. A reference cycle is a :class:`ConfigError` naming the sources on it."""
+    from graphlib import CycleError, TopologicalSorter
+
+    graph = TopologicalSorter({n: sorted(s.references & set(specs)) for n, s in specs.items()})
+    try:
+        graph.prepare()
+    except CycleError as e:
+        loop = " -> ".join(e.args[1])
+        raise ConfigError("configs/sources", "$.foreign_keys", f"sources reference each other in a cycle: {loop}") from None
+    out = []
+    while graph.is_active():
+        ready = sorted(graph.get_ready())
+        out.append(ready)
+        graph.done(*ready)
+    return out
+
+
 def load_order(specs: dict[str, SourceSpec]) -> list[str]:
-    """Sources in dependency order (referenced masters first), ties by name."""
-    order, done = [], set()
-    pending = dict(sorted(specs.items()))
-    while pending:
-        ready = [n for n, s in pending.items() if not (s.references & set(pending))]
-        if not ready:  # a cycle: fall back to name order for the rest
-            ready = list(pending)
-        for n in ready:
-            order.append(n)
-            done.add(n)
-            pending.pop(n)
-    return order
+    """Sources in dependency order (referenced masters first), by generation, ties by name."""
+    return [n for gen in load_generations(specs) for n in gen]
