@@ -14,13 +14,16 @@ are sums of school rows with the same period and breakdown.
 """
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
+from cqube_spark import progress
 from cqube_spark.config import ConfigError
 from cqube_spark.kpi import engine, hierarchy as H
 from cqube_spark.kpi import prep as P
@@ -98,7 +101,10 @@ def run(ctx) -> dict:
     results: dict[str, dict] = {}
     skipped: dict[str, str] = {}
     total_rows = 0
-    for spec in specs:
+    lock, finished = threading.Lock(), []
+
+    def one(spec):
+        """Prep, compute and write one KPI: ("done", result) or ("skipped", reason)."""
         t0 = time.monotonic()
         read_frames: dict = {}      # the silver frames the prep reads: their _file names are the lineage
 
@@ -108,28 +114,41 @@ def run(ctx) -> dict:
             return _frames[source]
         pc = P.PrepContext(read=reading, hierarchy=hier, dims=dims, options=spec.prep_options,
                            state=state | {"academic_year_start_month": start_month}, spec_path=spec.path)
-        if spec.prep not in P.PREPS:
-            raise ConfigError(spec.path, "$.prep", f"unknown prep {spec.prep!r}; known: {sorted(P.PREPS)}")
         try:
             fact = P.PREPS[spec.prep](pc)
         except P.MissingSource as e:
-            skipped[spec.name] = f"no silver/{e}"
-            ctx.log.info("kpi skipped", kpi=spec.name, reason=skipped[spec.name])
-            continue
+            ctx.log.info("kpi skipped", kpi=spec.name, reason=f"no silver/{e}")
+            return "skipped", f"no silver/{e}"
         cached: list = []
         files = (engine.lineage_files([f for f in read_frames.values() if f is not None])
                  if "_file" in fact.columns else None)
         gold, as_of = engine.compute(spec, fact, hier, dims, ctx.as_of, ctx.run_id, start_month, cached=cached,
                                      files=files)
-        path = ctx.lake("gold", spec.name)
-        rows = write_gold(gold, path)
+        rows = write_gold(gold, ctx.lake("gold", spec.name))
         for c in cached:
             c.unpersist()
-        total_rows += rows
-        results[spec.name] = {"rows": rows, "as_of": str(as_of) if as_of else None,
-                              "seconds": round(time.monotonic() - t0, 2)}
-        ctx.log.info("kpi computed", kpi=spec.name, rows=rows, as_of=str(as_of or ""),
-                     seconds=results[spec.name]["seconds"])
+        result = {"rows": rows, "as_of": str(as_of) if as_of else None, "seconds": round(time.monotonic() - t0, 2)}
+        with lock:
+            finished.append(spec.name)
+            progress.step(f"KPI {len(finished)} of {len(specs)} computed", spec.name)
+        ctx.log.info("kpi computed", kpi=spec.name, rows=rows, as_of=str(as_of or ""), seconds=result["seconds"])
+        return "done", result
+
+    for spec in specs:
+        if spec.prep not in P.PREPS:
+            raise ConfigError(spec.path, "$.prep", f"unknown prep {spec.prep!r}; known: {sorted(P.PREPS)}")
+    # KPIs do not depend on each other: two run side by side, so one's Spark jobs run while the other's
+    # plans are being built (each KPI is a dozen small jobs; planning is much of their time on 2 cores)
+    threads = max(1, int(params.get("threads", 2)))
+    with ThreadPoolExecutor(threads, thread_name_prefix="kpi") as pool:
+        done = [(spec, pool.submit(one, spec)) for spec in specs]
+        for spec, job in done:
+            kind, value = job.result()
+            if kind == "skipped":
+                skipped[spec.name] = value
+            else:
+                results[spec.name] = value
+                total_rows += value["rows"]
 
     pc = P.PrepContext(read=silver, hierarchy=hier, dims=dims, options={},
                        state=state | {"academic_year_start_month": start_month})
