@@ -67,6 +67,12 @@ class _StderrHandler(logging.StreamHandler):
     def stream(self, _value):
         pass
 
+    def emit(self, record):
+        from cqube_spark import progress
+
+        with progress.around_log():      # a live progress line (terminals only) is cleared, then redrawn
+            super().emit(record)
+
 
 def get_logger(run_id: str | None = None, name: str = "cqube") -> RunLogger:
     logger = logging.getLogger(name)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cqube_spark import storage
+from cqube_spark import progress, storage
 from cqube_spark.config import ConfigError, JobConfig, apply_params, load_job_config
 from cqube_spark.logs import RunLogger, get_logger, register_secret
 
@@ -144,6 +144,7 @@ def run_job(name_or_path: str, as_of: str | None = None, params: list[str] | Non
             "counters": None, "error": None}
     log.info("job start", model=cfg.model, config=cfg.source, as_of=str(as_of_date or ""))
     record_run(ctx.spark, ctx, {**base, "status": "RUNNING"})
+    progress.stage(cfg.model)
     try:
         counters = module.run(ctx) or {}
         status, error, code = "SUCCESS", None, EXIT_OK
@@ -154,6 +155,7 @@ def run_job(name_or_path: str, as_of: str | None = None, params: list[str] | Non
     except Exception as e:  # noqa: BLE001 - the run is recorded as failed, then reported
         counters, status, error, code = {}, "FAILED", f"{type(e).__name__}: {e}", EXIT_FAILED
         log.error("job failed", error=error, trace=traceback.format_exc(limit=5))
+    progress.done()
     duration = round(time.monotonic() - t0, 3)
     record_run(ctx.spark, ctx, {**base, "status": status, "ended_at": dt.datetime.now(),
                                 "duration_s": duration, "rows": int(counters.get("rows", 0) or 0),

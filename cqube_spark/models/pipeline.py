@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from cqube_spark import storage
+from cqube_spark import progress, storage
 from cqube_spark.config import apply_params, load_job_config
 from cqube_spark.session import PROJECT_ROOT
 
@@ -97,10 +97,12 @@ def run(ctx) -> dict:
         sctx = stage_context(ctx, stage)
         module = importlib.import_module(STAGE_MODULES[stage])
         ctx.log.info("stage start", stage=stage)
+        progress.stage(stage)
         t0 = time.monotonic()
         results[stage] = module.run(sctx) or {}
         timings[stage] = round(time.monotonic() - t0, 2)
         ctx.log.info("stage end", stage=stage, seconds=timings[stage])
+    progress.done()
     rules = quarantined_by_rule(ctx) if "intake" in results else {}
     lines = summary_lines(ctx.run_id, results, timings, rules, ctx.roots)
     print("\n".join(lines), file=sys.stdout, flush=True)
