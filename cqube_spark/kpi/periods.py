@@ -14,6 +14,8 @@ import datetime as dt
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from cqube_spark import academic_year
+
 WINDOW_DAYS = {"last_day": 1, "last_7_days": 7, "last_30_days": 30}
 
 
@@ -45,8 +47,8 @@ def day_range(window: str, as_of: dt.date | None, first: Column) -> tuple[Column
 
 
 def academic_year_start(date: Column, start_month: int = 6) -> Column:
-    y = F.year(date)
-    return F.when(F.month(date) >= start_month, y).otherwise(y - 1)
+    """The first calendar year of the academic year of ``date`` (:mod:`cqube_spark.academic_year`)."""
+    return academic_year.first_year_col(date, start_month)
 
 
 def bucket(date: Column, grain: str | None, start_month: int = 6) -> Column:

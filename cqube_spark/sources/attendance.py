@@ -11,11 +11,15 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from cqube_spark.academic_year import calendar_year_col
 
-def calendar_period(df: DataFrame, academic_year: str, month: str) -> DataFrame:
+
+def calendar_period(df: DataFrame, academic_year: str, month: str, start_month: int = 6) -> DataFrame:
+    """``year`` (calendar) and ``month`` from the academic year ``YYYY-YY`` and the month, for a state whose
+    year starts in ``start_month`` (:mod:`cqube_spark.academic_year`)."""
     ay, m = F.col(academic_year), F.col(month).cast("int")
     first = F.substring(ay.cast("string"), 1, 4).try_cast("int")
-    return (df.withColumn("year", F.when(m <= 5, first + 1).otherwise(first).cast("int"))
+    return (df.withColumn("year", calendar_year_col(first, m, start_month).cast("int"))
               .withColumn("month", m))
 
 
