@@ -67,6 +67,16 @@ class FileTracker:
                 .select("source", "sha256", "input_path").collect())
         return {(r.source, r.sha256): r.input_path for r in rows}
 
+    def unfinished(self) -> list[dict]:
+        """Files copied to input whose load did not finish (status ``received`` or ``failed``), oldest first:
+        the next intake loads them (a crash or a failed load never strands a file in input/)."""
+        if not self.exists():
+            return []
+        rows = (self.spark.read.format("delta").load(self.path)
+                .where("status IN ('received', 'failed') AND input_path IS NOT NULL AND source IS NOT NULL")
+                .orderBy("received_at", "file_id").collect())
+        return [r.asDict() for r in rows]
+
     def handled_emissions(self) -> dict[str, str]:
         """emission path → latest status (for cleanup)."""
         if not self.exists():

@@ -59,15 +59,30 @@ def tracker(spark, root):
 def test_manifest_mismatch_is_rejected_and_emitter_emailed(spark, data_root, smtp):
     write_zip(data_root / "emission" / "school_management" / "school_management_master.zip",
               "school_management_master.csv", MGMT_HEADER + '\n1|"Govt"|\n2|"Tribal"|\n', records=5)
+    # a zip whose manifest lists a file the zip does not hold is rejected whole, even if the rest agrees
+    lonely = data_root / "emission" / "block" / "block_master.zip"
+    lonely.parent.mkdir(parents=True)
+    text = "block_name|udise_block_code|udise_dist_code|udise_state_code\nB|290101|2901|29\n"
+    with zipfile.ZipFile(lonely, "w") as zf:
+        zf.writestr("block_mst.csv", text)
+        zf.writestr("manifest.json", json.dumps({"files": [
+            {"name": "block_mst.csv", "size_bytes": len(text), "records": 1},
+            {"name": "cluster_master.csv", "size_bytes": 10, "records": 1}]}))
     assert run_job("intake", params=NO_GE) == 0
-    rejected = list((data_root / "emission" / "_rejected").rglob("*.zip"))
-    assert len(rejected) == 1 and not (data_root / "emission" / "school_management" / "school_management_master.zip").exists()
-    reason = json.loads(rejected[0].with_name(rejected[0].name + ".reason.json").read_text())
-    assert reason["kind"] == "manifest_mismatch" and "records 5 in manifest, 2 in the file" in reason["reason"]
-    row = tracker(spark, data_root).collect()[0]
-    assert row.status == "rejected" and row.error.startswith("manifest_mismatch")
-    assert len(smtp.messages) == 1 and smtp.messages[0].rcpt_tos == ["emitter@state.example"]
-    assert b"manifest_mismatch" in smtp.messages[0].content
+    rejected = sorted((data_root / "emission" / "_rejected").rglob("*.zip"))
+    assert len(rejected) == 2 and not (data_root / "emission" / "school_management" / "school_management_master.zip").exists()
+    reasons = {r.parent.name: json.loads(r.with_name(r.name + ".reason.json").read_text()) for r in rejected}
+    assert reasons["school_management"]["kind"] == "manifest_mismatch"
+    assert "records 5 in manifest, 2 in the file" in reasons["school_management"]["reason"]
+    assert reasons["block"]["kind"] == "manifest_mismatch"
+    assert reasons["block"]["reason"] == "cluster_master.csv: listed in manifest.json but not in the zip"
+    assert not (data_root / "lake" / "silver" / "block_master").exists()
+    rows = {r.zip_name: r for r in tracker(spark, data_root).collect()}
+    assert rows["school_management_master.zip"].status == "rejected"
+    assert rows["school_management_master.zip"].error.startswith("manifest_mismatch")
+    assert rows["block_master.zip"].status == "rejected"
+    assert len(smtp.messages) == 2 and all(m.rcpt_tos == ["emitter@state.example"] for m in smtp.messages)
+    assert all(b"manifest_mismatch" in m.content for m in smtp.messages)
 
 
 @pytest.mark.parametrize("kind", ["path_traversal", "absolute_path", "link", "zip_bomb", "unexpected_member_type"])
@@ -186,3 +201,25 @@ def test_bad_state_config_exits_2(data_root, tmp_path):
     state = tmp_path / "state.yaml"
     state.write_text("sources:\n  infra_trans:\n    inactive: [school_id]\n")
     assert run_job("intake", params=[f"stateConfig={state}"]) == 2
+
+
+def test_a_file_whose_load_failed_is_loaded_once_by_the_next_run(spark, data_root, monkeypatch):
+    """The copy to input/ exists and the emission zip is gone when a load fails (or the process dies): the
+    next run finds the unfinished file in the tracker and loads it, exactly once."""
+    write_zip(data_root / "emission" / "school_management" / "school_management_master.zip",
+              "school_management_master.csv", MGMT_HEADER + '\n1|"Govt"|\n2|"Tribal"|\n')
+    monkeypatch.setenv("CQUBE_FAULT", "intake.load")
+    assert run_job("intake", params=NO_GE) == 1
+    assert not list((data_root / "emission").rglob("*.zip"))
+    assert list((data_root / "input" / "school_management").rglob("part-*.csv"))
+    row = tracker(spark, data_root).collect()[0]
+    assert row.status == "failed" and "fault injected at intake.load" in row.error
+    assert not (data_root / "lake" / "silver" / "school_management").exists()
+    monkeypatch.delenv("CQUBE_FAULT")
+    for _ in range(2):      # the rerun loads it; a third run finds nothing left to do
+        assert run_job("intake", params=NO_GE) == 0
+        rows = tracker(spark, data_root).collect()
+        assert [(r.status, r.loaded_rows, r.file_id) for r in rows] == [("loaded", 2, row.file_id)]
+        for layer in ("bronze", "silver"):
+            t = spark.read.format("delta").load(str(data_root / "lake" / layer / "school_management"))
+            assert t.count() == 2, layer
