@@ -48,3 +48,9 @@ def compare(entry: Entry | None, name: str, size_bytes: int, records: int) -> li
     if entry.records is not None and entry.records != records:
         problems.append(f"{name}: records {entry.records} in manifest, {records} in the file")
     return problems
+
+
+def missing(entries: dict[str, Entry], members: list[str]) -> list[str]:
+    """Files the manifest lists that the zip does not hold (a zip missing any of them is rejected whole)."""
+    present = set(members)
+    return [f"{name}: listed in manifest.json but not in the zip" for name in sorted(entries) if name not in present]
