@@ -39,10 +39,9 @@ days = [str(d) for d in range(1, 32)]
 att = T.StructType([T.StructField(c, T.StringType() if c in ("AcademicYear", "AadhaarUID") else T.LongType())
                     for c in ["StudentAttendanceId", "StudentId", "SchoolId", "AadhaarUID", "AcademicYear",
                               "Month", *days]])
-df = spark.read.options(header=True, sep="|", nullValue="NULL").schema(att).csv(sys.argv[1])
+df = spark.read.options(header=True, sep="|", nullValue="NULL").schema(att).csv(sys.argv[1].split(","))
 sm = spark.read.options(header=True, sep="|", nullValue="NULL").csv(sys.argv[2])
-sm = sm.select(F.col(sm.columns[0]).cast("long").alias("SchoolId"), *[F.col(c) for c in sm.columns
-               if c.lower() in ("cluster_id", "block_id", "district_id")])
+sm = sm.select(F.col("udise_sch_code").cast("long").alias("SchoolId"), "cluster_cd", "block_cd_1", "district_cd")
 school = df.groupBy("SchoolId", "Month").agg(
     F.sum(sum((F.col(d) == 1).cast("int") for d in days)).alias("present"),
     F.sum(sum(F.col(d).isin(1, 2).cast("int") for d in days)).alias("working"),
@@ -84,18 +83,21 @@ def main(argv=None) -> int:
         raw = work / "raw"
         csvs = [extract(z, raw / z.stem) for z in sorted((data / "emission").rglob("*.zip"))
                 if z.parent.name == "student_attendance"]
-        master = extract(next((data / "emission").rglob("school_master*.zip")), raw / "school_master")
+        master = extract(next((data / "emission" / "school_master").glob("*.zip")), raw / "school_master")
         rows = sum(sum(1 for _ in open(c)) - 1 for c in csvs)
 
         t0 = time.monotonic()
         run = subprocess.run([str(ROOT / ".venv" / "bin" / "cqube-spark"), "run", "pipeline"], env=env, cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         pipeline_s = time.monotonic() - t0
+        (work / "pipeline.log").write_text(run.stderr)
+        (work / "pipeline.out").write_text(run.stdout)
         if run.returncode:
             print(run.stderr[-3000:], file=sys.stderr)
             return 1
         stages = {m.group(1): float(m.group(2)) for m in re.finditer(r"^\s+(intake|kpis|publish|report)\s+([0-9.]+)s",
                                                                      run.stdout, re.M)}
+        print(f"demo: pipeline {pipeline_s:.1f} s {stages} (log: {work / 'pipeline.log'})", flush=True)
         t0 = time.monotonic()
         bare = subprocess.run([py, "-c", BARE, ",".join(str(c) for c in csvs), str(master)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True)
