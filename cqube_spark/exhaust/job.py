@@ -14,7 +14,7 @@ import time
 import traceback
 from typing import Any
 
-from cqube_spark import storage
+from cqube_spark import safenames, storage
 from cqube_spark.exhaust import JOB_ID, report, requests, settings, sink, sources
 from cqube_spark.exhaust.filters import DEFAULT_LOCATION_KEYS, InvalidRequest, parse_filters
 
@@ -76,7 +76,16 @@ def short_reason(e: BaseException) -> str:
 
 
 def report_uri(output_root: str, key: str, request_id: str, day: dt.date) -> str:
-    return storage.join(output_root, key, JOB_ID, f"{request_id}_{day:%Y%m%d}.zip")
+    """``<output>/<key>/<job>/<request_id>_<day>.zip``; the request id is checked as a name and the result
+    must stay under the output root (:class:`safenames.UnsafeName` otherwise)."""
+    name = f"{safenames.segment(request_id, 'request_id')}_{day:%Y%m%d}.zip"
+    return safenames.within(output_root, storage.join(output_root, key, JOB_ID, name), "request_id")
+
+
+def check_names(req: requests.JobRequest) -> None:
+    """The row's names that reach a path (request_id) or may (tag), refused before any work."""
+    safenames.segment(req.request_id, "request_id")
+    safenames.segment(req.tag, "tag")
 
 
 def python_workers_like_driver(spark) -> None:
@@ -95,6 +104,7 @@ def python_workers_like_driver(spark) -> None:
 
 def process(ctx, req: requests.JobRequest, p: dict[str, Any]) -> dict[str, Any]:
     """Build and publish one request's report; returns counters (rows, uri, per-stage seconds)."""
+    check_names(req)
     f = parse_filters(req.request_data, p["allowedLocationKeys"])
     if not req.encryption_key:
         raise InvalidRequest("encryption_key is required (the report is an encrypted zip)")
@@ -140,7 +150,7 @@ def process(ctx, req: requests.JobRequest, p: dict[str, Any]) -> dict[str, Any]:
         uri = report_uri(ctx.roots["output"], p["key"], req.request_id, day)
         t = time.monotonic()
         with sink.TempDir() as tmp:
-            zip_path = tmp / f"{req.request_id}_{day:%Y%m%d}.zip"
+            zip_path = sink.member_path(tmp, f"{req.request_id}_{day:%Y%m%d}.zip")
             chunks = report.csv_segments(out, segments).rdd.mapPartitions(fn).toLocalIterator(
                 prefetchPartitions=True)
             csv_bytes = sink.write_encrypted_zip(zip_path, f"{req.request_id}_{day:%Y%m%d}.csv",
@@ -177,7 +187,7 @@ def run(ctx) -> dict[str, Any]:
             message = None
             try:
                 result = process(ctx, req, p)
-            except InvalidRequest as e:
+            except (InvalidRequest, safenames.UnsafeName) as e:
                 message = f"Not a Valid Request: {e}"
             except NoDataFound:
                 message = "No Data Found"

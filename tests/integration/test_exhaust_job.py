@@ -415,3 +415,35 @@ def test_s3_output_and_presigned_url_through_the_cli_run(ex, s3, monkeypatch):
         assert len(zf.read(zf.namelist()[0]).decode().splitlines()) == 3
     assert "X-Amz-Expires=1800" in st["url"]
     s3.delete(f"s3a://{bucket}/output", recursive=True)
+
+
+def test_a_hostile_request_id_from_upstream_is_refused_and_nothing_is_written_outside_the_roots(ex, tmp_path):
+    pid = ex.pid()
+    ex.enroll(pid, [{"pii": False}])  # valid data: only the names can make these fail
+    escape = "escape-" + uuid.uuid4().hex[:8]
+    hostile = {f"../../../../{escape}": "contains a path separator",
+               f"/{tmp_path}/{escape}": "contains a path separator",
+               f"%2e%2e%2f%2e%2e%2f{escape}": "contains '%' (percent-encoded names are refused)",
+               f"%252e%252e%252f{escape}": "contains '%' (percent-encoded names are refused)",
+               f"..\\..\\{escape}": "contains a path separator",
+               "..": "is a relative folder reference",
+               "": "empty",
+               "A" * 129: "longer than 128 characters"}
+    with requests.connect() as conn:
+        for rid in hostile:
+            requests.insert_raw(conn, requests.JobRequest(
+                tag=ex.tag, request_id=rid, job_id=JOB, status=requests.SUBMITTED,
+                request_data=json.dumps(ex.request_data(pid)), requested_by="upstream", requested_channel="c",
+                encryption_key="k"))
+    counters = ex.run()
+    mine = {r["request_id"]: r for r in counters["results"] if r["request_id"] in hostile}
+    assert set(mine) == set(hostile)
+    for rid, why in hostile.items():
+        req = ex.get(rid)
+        assert req.status == requests.FAILED and req.download_urls is None, rid
+        assert req.err_message.startswith("Not a Valid Request: request_id ") and why in req.err_message, \
+            req.err_message
+    written = [p for p in tmp_path.parent.rglob(f"*{escape}*")] + list(Path("/tmp").glob(f"*{escape}*"))
+    assert written == []
+    assert not any(p.is_file() for p in (ex.root / "output").rglob("*"))
+    assert list((tmp_path / "exhaust-tmp").iterdir()) == []
