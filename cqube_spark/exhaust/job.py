@@ -17,6 +17,7 @@ from typing import Any
 from cqube_spark import safenames, storage
 from cqube_spark.exhaust import JOB_ID, report, requests, settings, sink, sources
 from cqube_spark.exhaust.filters import DEFAULT_LOCATION_KEYS, InvalidRequest, parse_filters
+from cqube_spark.logs import redact_text, register_env_secrets, register_secret
 
 DEFAULTS: dict[str, Any] = {
     "authorizedRoles": ["PROGRAM_MANAGER"],
@@ -180,7 +181,9 @@ def run(ctx) -> dict[str, Any]:
             log.warning("removed leftovers of an interrupted run", count=swept)
         todo = requests.pending(conn, JOB_ID, int(p["maxIterations"]))
         log.info("exhaust requests to process", count=len(todo))
+        register_env_secrets()
         for req in todo:
+            register_secret(req.encryption_key)  # the zip password never appears in a message or a log
             counters["requests"] += 1
             requests.mark_processing(conn, req)
             t0 = time.monotonic()
@@ -196,6 +199,7 @@ def run(ctx) -> dict[str, Any]:
                 log.error("exhaust request failed", request_id=req.request_id,
                           trace=traceback.format_exc(limit=3)[-2000:])
             ms = int((time.monotonic() - t0) * 1000)
+            message = redact_text(message)  # err_message is shown to the requester: no secret in it
             if message is None:
                 requests.mark_success(conn, req, [result["uri"]], requests.utcnow(), ms)
                 counters["success"] += 1
