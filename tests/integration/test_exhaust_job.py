@@ -509,3 +509,17 @@ def test_no_secret_reaches_any_byte_the_runs_write(ex, spark, tmp_path, monkeypa
     assert len(blobs) > 10
     leaks = [(where, name) for where, text in blobs.items() for name, value in secrets.items() if value in text]
     assert leaks == []
+
+
+def test_a_second_run_skips_the_requests_while_the_first_holds_the_job(ex):
+    pid = ex.pid()
+    rid = ex.insert_raw(ex.request_data(pid), key=None)  # refused without Spark work once processed
+    with requests.connect() as first:  # the first run: holds the job's lock (its session) while working
+        assert requests.try_lock_job(first, JOB)
+        counters = ex.run()  # the second run
+        assert (counters["skipped"], counters["requests"], counters["results"]) == ("locked", 0, [])
+        req = ex.get(rid)
+        assert (req.status, req.iteration, req.err_message) == (requests.SUBMITTED, 0, None)
+    counters = ex.run()  # the first run's session ended: the lock is free, the request is processed
+    assert "skipped" not in counters and ex.get(rid).status == requests.FAILED
+    assert ex.get(rid).err_message == "Not a Valid Request: encryption_key is required (the report is an encrypted zip)"
