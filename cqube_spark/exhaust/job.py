@@ -6,6 +6,9 @@ PROCESSING → SUCCESS (download_urls, dt_file_created, dt_job_completed, execut
 ``Internal Server Error: <short reason>``. One bad request never stops the others. The zip is published
 before the row says SUCCESS; a crash before that leaves the row PROCESSING, picked up again by the next run.
 A PostgreSQL advisory lock keeps two runs of the job from working at the same time.
+A row's ``request_id`` and ``tag`` (written by another system) are checked as names (:mod:`cqube_spark.safenames`)
+before any path is built: a hostile one fails ``Not a Valid Request: request_id ... is not a safe name: <why>``.
+Messages stored in ``err_message`` have every registered secret (env secrets, the row's zip key) masked.
 """
 from __future__ import annotations
 
