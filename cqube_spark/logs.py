@@ -22,7 +22,8 @@ NOT_SECRET_ENV = re.compile(r"(_ID|_HOST|_HOSTS|_PORT|_USER|_USERNAME|_FILE|_END
 
 
 def register_secret(value: str | None) -> None:
-    """Mask ``value`` in every log line from now on; for a URL or DSN with a password, the password too."""
+    """Mask ``value`` in every log line from now on; for a URL or DSN with a password of 8 characters or more,
+    the password alone too (a shorter one would mask common words: it is masked inside its whole DSN)."""
     if not value or len(value) < 4:
         return
     _SECRET_VALUES.add(value)
@@ -34,7 +35,7 @@ def register_secret(value: str | None) -> None:
         password = None
     for m in re.finditer(r"(?:^|\s)password\s*=\s*(\S+)", value):  # libpq keyword form
         password = m.group(1).strip("'\"")
-    if password and len(password) >= 4:
+    if password and len(password) >= 8:  # a shorter one (e.g. a dev "cqube") only inside its whole DSN
         _SECRET_VALUES.add(password)
         _SECRET_VALUES.add(unquote(password))
 

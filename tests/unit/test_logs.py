@@ -20,6 +20,8 @@ def test_the_password_of_a_dsn_or_url_is_masked_alone_too():
     text = "auth failed for Pg-S3cret!pw / Pg-S3cret%21pw, R3dis-pw-xyz, Kw-S3cret-1"
     assert logs.redact_text(text) == "auth failed for *** / ***, ***, ***"
     assert logs.redact_text("postgresql://cqube:Pg-S3cret%21pw@db:5432/cqube") == "***"
+    logs.register_secret("postgresql://cqube:cqube@127.0.0.1:5432/cqube")  # a short dev password: DSN only
+    assert logs.redact_text("logger cqube, dsn postgresql://cqube:cqube@127.0.0.1:5432/cqube") == "logger cqube, dsn ***"
 
 
 def test_secret_named_environment_variables_are_registered_and_ids_hosts_users_are_not():
