@@ -17,7 +17,7 @@ from typing import Any
 
 from cqube_spark import storage
 from cqube_spark.config import ConfigError, JobConfig, apply_params, load_job_config
-from cqube_spark.logs import RunLogger, get_logger, redact, redact_text, register_env_secrets, register_secret
+from cqube_spark.logs import RunLogger, get_logger, redact_text, register_env_secrets, register_secret
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "jobs"
@@ -158,7 +158,7 @@ def run_job(name_or_path: str, as_of: str | None = None, params: list[str] | Non
     duration = round(time.monotonic() - t0, 3)
     record_run(ctx.spark, ctx, {**base, "status": status, "ended_at": dt.datetime.now(),
                                 "duration_s": duration, "rows": int(counters.get("rows", 0) or 0),
-                                "counters": json.dumps(redact(counters), default=str, sort_keys=True),
+                                "counters": redact_text(json.dumps(counters, default=str, sort_keys=True)),
                                 "error": redact_text(error)})
     log.info("job end", model=cfg.model, status=status, duration_s=duration, **{"counters": counters})
     return code
