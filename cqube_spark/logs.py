@@ -16,9 +16,43 @@ _SECRET_VALUES: set[str] = set()
 _SECRET_KEY = re.compile(r"(pass(word)?|secret|token|key|credential|dsn)", re.I)
 
 
+# environment variables whose values are secrets wherever they appear (ids, hosts, ports, users are not)
+SECRET_ENV = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|PII_KEY|ZIP_KEY|ENCRYPTION_KEY|PRIVATE_KEY|API_KEY|DSN)", re.I)
+NOT_SECRET_ENV = re.compile(r"(_ID|_HOST|_HOSTS|_PORT|_USER|_USERNAME|_FILE|_ENDPOINT)$", re.I)
+
+
 def register_secret(value: str | None) -> None:
-    if value and len(value) >= 4:
-        _SECRET_VALUES.add(value)
+    """Mask ``value`` in every log line from now on; for a URL or DSN with a password of 8 characters or more,
+    the password alone too (a shorter one would mask common words: it is masked inside its whole DSN)."""
+    if not value or len(value) < 4:
+        return
+    _SECRET_VALUES.add(value)
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(value).password if "://" in value else None
+    except ValueError:
+        password = None
+    for m in re.finditer(r"(?:^|\s)password\s*=\s*(\S+)", value):  # libpq keyword form
+        password = m.group(1).strip("'\"")
+    if password and len(password) >= 8:  # a shorter one (e.g. a dev "cqube") only inside its whole DSN
+        _SECRET_VALUES.add(password)
+        _SECRET_VALUES.add(unquote(password))
+
+
+def register_env_secrets(env=None) -> None:
+    """Register the values of every secret-looking environment variable (``*PASSWORD*``, ``*SECRET*``,
+    ``*TOKEN*``, ``CQUBE_PII_KEY``, ``*_DSN``, ...; not ``*_ID``/``*_HOST``/``*_USER``)."""
+    import os
+
+    for name, value in (os.environ if env is None else env).items():
+        if SECRET_ENV.search(name) and not NOT_SECRET_ENV.search(name):
+            register_secret(value)
+
+
+def redact_text(text: str | None) -> str | None:
+    """``text`` with every registered secret replaced by ``***`` (for error columns, messages, files)."""
+    return redact(text) if isinstance(text, str) else text
 
 
 def redact(value):
@@ -27,7 +61,7 @@ def redact(value):
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
     if isinstance(value, str):
-        for secret in _SECRET_VALUES:
+        for secret in sorted(_SECRET_VALUES, key=len, reverse=True):  # a DSN before the password inside it
             value = value.replace(secret, "***")
     return value
 

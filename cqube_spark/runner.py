@@ -17,7 +17,7 @@ from typing import Any
 
 from cqube_spark import progress, storage
 from cqube_spark.config import ConfigError, JobConfig, apply_params, load_job_config
-from cqube_spark.logs import RunLogger, get_logger, register_secret
+from cqube_spark.logs import RunLogger, get_logger, redact_text, register_env_secrets, register_secret
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "jobs"
@@ -121,6 +121,7 @@ def run_job(name_or_path: str, as_of: str | None = None, params: list[str] | Non
     import json
 
     run_id = run_id or new_run_id()
+    register_env_secrets()
     log = get_logger(run_id)
     try:
         cfg = load_job_config(resolve_config_path(name_or_path))
@@ -131,7 +132,7 @@ def run_job(name_or_path: str, as_of: str | None = None, params: list[str] | Non
         module = importlib.import_module(MODELS[cfg.model])
     except ConfigError as e:
         log.error("bad config", error=str(e))
-        print(f"config error: {e}", file=__import__("sys").stderr)
+        print(f"config error: {redact_text(str(e))}", file=__import__("sys").stderr)
         return EXIT_CONFIG
     for name in cfg.secret_refs:
         register_secret(os.environ.get(name))
@@ -151,7 +152,7 @@ def run_job(name_or_path: str, as_of: str | None = None, params: list[str] | Non
     except ConfigError as e:
         counters, status, error, code = {}, "FAILED", str(e), EXIT_CONFIG
         log.error("bad config", error=str(e))
-        print(f"config error: {e}", file=__import__("sys").stderr)
+        print(f"config error: {redact_text(str(e))}", file=__import__("sys").stderr)
     except Exception as e:  # noqa: BLE001 - the run is recorded as failed, then reported
         counters, status, error, code = {}, "FAILED", f"{type(e).__name__}: {e}", EXIT_FAILED
         log.error("job failed", error=error, trace=traceback.format_exc(limit=5))
@@ -159,7 +160,7 @@ def run_job(name_or_path: str, as_of: str | None = None, params: list[str] | Non
     duration = round(time.monotonic() - t0, 3)
     record_run(ctx.spark, ctx, {**base, "status": status, "ended_at": dt.datetime.now(),
                                 "duration_s": duration, "rows": int(counters.get("rows", 0) or 0),
-                                "counters": json.dumps(counters, default=str, sort_keys=True),
-                                "error": error})
+                                "counters": redact_text(json.dumps(counters, default=str, sort_keys=True)),
+                                "error": redact_text(error)})
     log.info("job end", model=cfg.model, status=status, duration_s=duration, **{"counters": counters})
     return code

@@ -70,6 +70,24 @@ def substitute_env(node: Any, env: Mapping[str, str], source: str, path: tuple =
     return node
 
 
+class _masked:
+    """Values substituted from ``${VAR}`` never appear in a ConfigError raised inside (they are ``***``)."""
+
+    def __init__(self, values):
+        self.values = sorted((v for v in values if v), key=len, reverse=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        if isinstance(e, ConfigError) and self.values:
+            path, message = e.path, e.message
+            for v in self.values:
+                path, message = path.replace(v, "***"), message.replace(v, "***")
+            raise ConfigError(e.source, path, message) from None
+        return False
+
+
 def _schema(name: str) -> dict | None:
     path = SCHEMA_DIR / f"{name}.schema.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -105,7 +123,8 @@ def parse_job_config(raw: Any, source: str = "<inline>", env: Mapping[str, str] 
     data = substitute_env(raw, env, source, (), used)
     params_schema = _schema(f"{data['model']}.params")
     if params_schema:
-        _check(data.get("modelParams", {}), params_schema, source, ("modelParams",))
+        with _masked([env.get(n) for n in used]):
+            _check(data.get("modelParams", {}), params_schema, source, ("modelParams",))
     return JobConfig(
         model=data["model"],
         model_params=data.get("modelParams", {}),
@@ -149,5 +168,6 @@ def apply_params(cfg: JobConfig, params: list[str]) -> JobConfig:
         node[parts[-1]] = parsed
     params_schema = _schema(f"{cfg.model}.params")
     if params_schema:
-        _check(merged, params_schema, f"{cfg.source} + --param", ("modelParams",))
+        with _masked([os.environ.get(n) for n in cfg.secret_refs]):
+            _check(merged, params_schema, f"{cfg.source} + --param", ("modelParams",))
     return JobConfig(cfg.model, merged, cfg.output, cfg.parallelization, cfg.app_name, cfg.source, cfg.secret_refs)

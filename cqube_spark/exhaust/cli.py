@@ -3,8 +3,12 @@
     cqube-spark exhaust init
     cqube-spark exhaust submit --job program-user-exhaust --tag T --requested-by U --channel C \
         --roles PROGRAM_MANAGER --encryption-key K --request-data '{"type": ..., "params": {...}}'
-    cqube-spark exhaust status <request_id> [--json]
+    cqube-spark exhaust status <request_id> [--tag T] [--requested-by U] [--json]
     cqube-spark pii keygen | encrypt <text> | decrypt <token>      (key from CQUBE_PII_KEY)
+
+``status`` prints a download link (a presigned GET that expires after ``presignedUrlExpirySeconds``) only to
+the requester: ``--requested-by`` must equal the request's ``requested_by``; anyone else sees the status and
+``url_withheld``, never the link.
 
 Exit codes: 0 ok; 1 service or decryption failure; 2 bad arguments, invalid request or unauthorised
 requester; 3 unknown request id.
@@ -17,6 +21,7 @@ import sys
 from pathlib import Path
 
 from cqube_spark.exhaust import JOB_ID
+from cqube_spark.logs import redact_text
 
 CQL_FILE = Path(__file__).resolve().parents[2] / "configs" / "exhaust" / "schema.cql"
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_NOT_FOUND = 0, 1, 2, 3
@@ -52,7 +57,7 @@ def cmd_init(args) -> int:
             requests.ensure_table(conn)
         print("postgres: job_request ready")
     except Exception as e:  # noqa: BLE001 - a CLI reports, it does not trace
-        print(f"exhaust init failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+        print(redact_text(f"exhaust init failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"),
               file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
@@ -103,7 +108,8 @@ def cmd_submit(args) -> int:
                                            channel=args.channel, request_data=data,
                                            encryption_key=args.encryption_key)
     except Exception as e:  # noqa: BLE001
-        print(f"submit failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+        print(redact_text(f"submit failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"),
+              file=sys.stderr)
         return EXIT_FAILED
     print(req.request_id)
     print(f"{outcome}: status {req.status}", file=sys.stderr)
@@ -119,7 +125,8 @@ def cmd_status(args) -> int:
             requests.ensure_table(conn)
             req = requests.get(conn, args.request_id, args.tag)
     except Exception as e:  # noqa: BLE001
-        print(f"status failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+        print(redact_text(f"status failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"),
+              file=sys.stderr)
         return EXIT_FAILED
     if req is None:
         print(f"no request {args.request_id}", file=sys.stderr)
@@ -129,7 +136,10 @@ def cmd_status(args) -> int:
            "submitted": req.dt_job_submitted.isoformat() if req.dt_job_submitted else None,
            "completed": req.dt_job_completed.isoformat() if req.dt_job_completed else None,
            "execution_time_ms": req.execution_time}
-    if req.status == requests.SUCCESS and req.download_urls:
+    allowed = args.requested_by is not None and args.requested_by == req.requested_by
+    if req.status == requests.SUCCESS and req.download_urls and not allowed:
+        out["url_withheld"] = "the download link is shown only to the requester (--requested-by)"
+    elif req.status == requests.SUCCESS and req.download_urls:
         location = req.download_urls[0]
         out["location"] = location
         if parse_uri(location).is_s3:
@@ -142,7 +152,7 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        for k in ("request_id", "status", "error", "location", "url", "url_expires_in_s"):
+        for k in ("request_id", "status", "error", "location", "url", "url_expires_in_s", "url_withheld"):
             if out.get(k) is not None:
                 print(f"{k}: {out[k]}")
     return EXIT_OK
@@ -183,6 +193,7 @@ def register(subparsers) -> None:
     st = ex_sub.add_parser("status", help="status, error and download location of a request")
     st.add_argument("request_id")
     st.add_argument("--tag")
+    st.add_argument("--requested-by", help="who asks: the download link is shown only to the requester")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 

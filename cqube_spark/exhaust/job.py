@@ -6,6 +6,9 @@ PROCESSING → SUCCESS (download_urls, dt_file_created, dt_job_completed, execut
 ``Internal Server Error: <short reason>``. One bad request never stops the others. The zip is published
 before the row says SUCCESS; a crash before that leaves the row PROCESSING, picked up again by the next run.
 A PostgreSQL advisory lock keeps two runs of the job from working at the same time.
+A row's ``request_id`` and ``tag`` (written by another system) are checked as names (:mod:`cqube_spark.safenames`)
+before any path is built: a hostile one fails ``Not a Valid Request: request_id ... is not a safe name: <why>``.
+Messages stored in ``err_message`` have every registered secret (env secrets, the row's zip key) masked.
 """
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ import time
 import traceback
 from typing import Any
 
-from cqube_spark import storage
+from cqube_spark import safenames, storage
 from cqube_spark.exhaust import JOB_ID, report, requests, settings, sink, sources
 from cqube_spark.exhaust.filters import DEFAULT_LOCATION_KEYS, InvalidRequest, parse_filters
+from cqube_spark.logs import redact_text, register_env_secrets, register_secret
 
 DEFAULTS: dict[str, Any] = {
     "authorizedRoles": ["PROGRAM_MANAGER"],
@@ -76,7 +80,16 @@ def short_reason(e: BaseException) -> str:
 
 
 def report_uri(output_root: str, key: str, request_id: str, day: dt.date) -> str:
-    return storage.join(output_root, key, JOB_ID, f"{request_id}_{day:%Y%m%d}.zip")
+    """``<output>/<key>/<job>/<request_id>_<day>.zip``; the request id is checked as a name and the result
+    must stay under the output root (:class:`safenames.UnsafeName` otherwise)."""
+    name = f"{safenames.segment(request_id, 'request_id')}_{day:%Y%m%d}.zip"
+    return safenames.within(output_root, storage.join(output_root, key, JOB_ID, name), "request_id")
+
+
+def check_names(req: requests.JobRequest) -> None:
+    """The row's names that reach a path (request_id) or may (tag), refused before any work."""
+    safenames.segment(req.request_id, "request_id")
+    safenames.segment(req.tag, "tag")
 
 
 def python_workers_like_driver(spark) -> None:
@@ -95,6 +108,7 @@ def python_workers_like_driver(spark) -> None:
 
 def process(ctx, req: requests.JobRequest, p: dict[str, Any]) -> dict[str, Any]:
     """Build and publish one request's report; returns counters (rows, uri, per-stage seconds)."""
+    check_names(req)
     f = parse_filters(req.request_data, p["allowedLocationKeys"])
     if not req.encryption_key:
         raise InvalidRequest("encryption_key is required (the report is an encrypted zip)")
@@ -140,7 +154,7 @@ def process(ctx, req: requests.JobRequest, p: dict[str, Any]) -> dict[str, Any]:
         uri = report_uri(ctx.roots["output"], p["key"], req.request_id, day)
         t = time.monotonic()
         with sink.TempDir() as tmp:
-            zip_path = tmp / f"{req.request_id}_{day:%Y%m%d}.zip"
+            zip_path = sink.member_path(tmp, f"{req.request_id}_{day:%Y%m%d}.zip")
             chunks = report.csv_segments(out, segments).rdd.mapPartitions(fn).toLocalIterator(
                 prefetchPartitions=True)
             csv_bytes = sink.write_encrypted_zip(zip_path, f"{req.request_id}_{day:%Y%m%d}.csv",
@@ -170,14 +184,16 @@ def run(ctx) -> dict[str, Any]:
             log.warning("removed leftovers of an interrupted run", count=swept)
         todo = requests.pending(conn, JOB_ID, int(p["maxIterations"]))
         log.info("exhaust requests to process", count=len(todo))
+        register_env_secrets()
         for req in todo:
+            register_secret(req.encryption_key)  # the zip password never appears in a message or a log
             counters["requests"] += 1
             requests.mark_processing(conn, req)
             t0 = time.monotonic()
             message = None
             try:
                 result = process(ctx, req, p)
-            except InvalidRequest as e:
+            except (InvalidRequest, safenames.UnsafeName) as e:
                 message = f"Not a Valid Request: {e}"
             except NoDataFound:
                 message = "No Data Found"
@@ -186,6 +202,7 @@ def run(ctx) -> dict[str, Any]:
                 log.error("exhaust request failed", request_id=req.request_id,
                           trace=traceback.format_exc(limit=3)[-2000:])
             ms = int((time.monotonic() - t0) * 1000)
+            message = redact_text(message)  # err_message is shown to the requester: no secret in it
             if message is None:
                 requests.mark_success(conn, req, [result["uri"]], requests.utcnow(), ms)
                 counters["success"] += 1

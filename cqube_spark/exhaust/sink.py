@@ -56,6 +56,15 @@ def _remove(p: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+def member_path(folder: Path, name: str) -> Path:
+    """``folder / name`` for a name from data, refused (``UnsafeName``) unless it stays inside ``folder``."""
+    from cqube_spark import safenames
+
+    path = folder / safenames.segment(name, "zip name")
+    safenames.within(str(folder), str(path), "zip name")
+    return path
+
+
 def header_line(labels: Iterable[str]) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(list(labels))

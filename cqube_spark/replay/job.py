@@ -32,7 +32,7 @@ import os
 
 from pyspark.sql import functions as F
 
-from cqube_spark import storage
+from cqube_spark import safenames, storage
 from cqube_spark.replay import request as R
 from cqube_spark.replay.log import ReplayLog, new_row
 
@@ -317,7 +317,8 @@ def _sha(data: bytes) -> str:
 
 
 def replay_id_for(run_id: str, i: int) -> str:
-    return f"rp-{run_id}-{i}"
+    """``rp-<run_id>-<i>``: becomes a file name under ``<output>/data_replay/``, so the run id is checked."""
+    return f"rp-{safenames.segment(run_id, 'run_id')}-{i}"
 
 
 def _refuse(ctx, rp: Replayer, uri: str | None, data: bytes, err: Exception, rid: str) -> None:
@@ -329,8 +330,9 @@ def _refuse(ctx, rp: Replayer, uri: str | None, data: bytes, err: Exception, rid
 
 def _move(ctx, uri: str, folder: str, reason: dict | None = None) -> str:
     base = storage.join(ctx.roots["emission"], REQUEST_DIR, folder)
-    name = uri.rstrip("/").rsplit("/", 1)[-1]
-    dest = storage.join(base, f"{ctx.run_id}_{name}")
+    name = safenames.segment(uri.rstrip("/").rsplit("/", 1)[-1], "request file name", 200)
+    dest = safenames.within(base, storage.join(base, f"{safenames.segment(ctx.run_id, 'run_id')}_{name}"),
+                            "request file name")
     ctx.store.move(uri, dest)
     if reason is not None:
         ctx.store.write_bytes(dest + ".reason.json", (json.dumps(reason, indent=2, sort_keys=True) + "\n").encode())
@@ -348,7 +350,10 @@ def run(ctx) -> dict:
     rp = Replayer(ctx)
     if ctx.params.get("undo"):
         try:
+            safenames.segment(str(ctx.params["undo"]), "undo (replay id)")
             out = rp.undo(str(ctx.params["undo"]), bool(ctx.params.get("force", False)))
+        except safenames.UnsafeName as e:
+            raise ConfigError("replay undo", "--param undo", str(e)) from None
         except ReplayFailure as e:
             raise ConfigError("replay undo", str(ctx.params["undo"]), str(e)) from None
         return {"rows": 0, **out}

@@ -85,8 +85,12 @@ class ReplayLog:
                     doc[k[:-5]] = json.loads(text) if text else text
                 except json.JSONDecodeError:          # a refused request's raw text
                     doc[k[:-5]] = text
-        self.ctx.store.write_bytes(storage.join(self.ctx.roots["output"], "data_replay", f"{row['replay_id']}.json"),
-                                   (json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n").encode())
+        from cqube_spark import safenames
+
+        out = self.ctx.roots["output"]
+        name = f"{safenames.segment(row['replay_id'], 'replay_id')}.json"
+        uri = safenames.within(out, storage.join(out, "data_replay", name), "replay_id")
+        self.ctx.store.write_bytes(uri, (json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n").encode())
 
     def rows(self, where=None) -> list[dict]:
         if not self.exists():

@@ -18,6 +18,10 @@ Parameters (``modelParams``, see ``cqube_spark/config/schemas/program-user-event
 topic defaults to ``${CQUBE_ENV:-dev}.ml.programUsers.raw``, the brokers to ``CQUBE_KAFKA_BOOTSTRAP``
 (``127.0.0.1:9092``), the checkpoint to ``<lake>/checkpoints/program-user-events`` and the dead letters to
 ``<lake>/dead_letter/program_user_events``. Cassandra comes from ``CQUBE_CASSANDRA_HOSTS`` (exhaust settings).
+
+One query per checkpoint: a local checkpoint is locked (``flock`` on ``<checkpoint>.lock``, released when the
+process ends, even by SIGKILL) for the query's life; a second query on it is refused with
+:class:`StreamFailed` naming the checkpoint and the holder. (S3 checkpoints have no lock: run one job.)
 """
 from __future__ import annotations
 
@@ -267,6 +271,43 @@ def start_with_workaround(writer, continuous: bool, s: Settings, log):
     raise AssertionError("unreachable")
 
 
+class checkpoint_lock:
+    """Exclusive, non-blocking lock of a local checkpoint for the life of one query (no-op on S3)."""
+
+    def __init__(self, checkpoint: str):
+        self.checkpoint = checkpoint
+        self.fh = None
+
+    def __enter__(self):
+        import fcntl
+
+        loc = storage.parse_uri(self.checkpoint)
+        if loc.is_s3:
+            return self
+        path = loc.key.rstrip("/") + ".lock"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.fh = open(path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "unknown"
+            self.fh.close()
+            self.fh = None
+            raise StreamFailed(f"checkpoint {self.checkpoint} is in use by another streaming query ({holder}); "
+                               "refusing to start a second query on it") from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc):
+        if self.fh is not None:
+            self.fh.close()  # releases the flock
+            self.fh = None
+
+
 def run(ctx) -> dict[str, Any]:
     from cqube_spark.exhaust import settings as services
     from cqube_spark.exhaust.job import python_workers_like_driver
@@ -287,7 +328,8 @@ def run(ctx) -> dict[str, Any]:
     ctx.log.info("stream start", topic=s.topic, bootstrap=s.bootstrap, checkpoint=s.checkpoint,
                  dead_letters=s.dead_letters, table=f"{s['keyspace']}.{s['table']}",
                  mode="continuous" if continuous else "availableNow")
-    query = start_with_workaround(writer, continuous, s, ctx.log)
+    with checkpoint_lock(s.checkpoint):
+        query = start_with_workaround(writer, continuous, s, ctx.log)
     counters = totals.as_counters()
     progress = query.lastProgress
     if progress and progress.get("sources"):

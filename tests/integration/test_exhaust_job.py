@@ -141,9 +141,10 @@ class Exhaust:
         with requests.connect() as conn:
             return requests.get(conn, rid, self.tag)
 
-    def status(self, rid: str) -> dict:
+    def status(self, rid: str, requested_by: str | None = None) -> dict:
         self.capsys.readouterr()
-        assert cli.main(["exhaust", "status", rid, "--json"]) == 0
+        who = ["--requested-by", requested_by] if requested_by else []
+        assert cli.main(["exhaust", "status", rid, "--json", *who]) == 0
         return json.loads(self.capsys.readouterr().out)
 
     def read(self, rid: str, key="s3cret-zip") -> tuple[list[str], list[dict]]:
@@ -235,7 +236,7 @@ def test_consent_cases_sorting_quoting_and_the_encrypted_zip(ex, tmp_path):
     assert list((tmp_path / "exhaust-tmp").iterdir()) == []
     assert req.execution_time > 0 and req.dt_job_completed and req.dt_file_created and req.iteration == 0
 
-    st = ex.status(rid)
+    st = ex.status(rid, "manager-1")
     assert st["status"] == "SUCCESS" and st["location"] == str(path) and "url" not in st
 
 
@@ -406,7 +407,9 @@ def test_s3_output_and_presigned_url_through_the_cli_run(ex, s3, monkeypatch):
     ex.enroll(pid, [{"pii": False}, {"consent": ("active", dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc))}])
     rid = ex.submit(ex.request_data(pid), key="zip-key-1")
     assert cli.main(["run", JOB]) == 0  # the real command (runner, job_runs row, this job)
-    st = ex.status(rid)
+    assert "url" not in ex.status(rid) and "url" not in ex.status(rid, "manager-2")  # only the requester
+    assert ex.status(rid, "manager-2")["url_withheld"].startswith("the download link is shown only to")
+    st = ex.status(rid, "manager-1")
     assert st["status"] == "SUCCESS" and st["url_expires_in_s"] == 1800
     assert st["location"] == f"s3a://{bucket}/output/ml_reports/{JOB}/{rid}_{requests.today():%Y%m%d}.zip"
     body = urllib.request.urlopen(st["url"], timeout=10).read()
@@ -415,3 +418,109 @@ def test_s3_output_and_presigned_url_through_the_cli_run(ex, s3, monkeypatch):
         assert len(zf.read(zf.namelist()[0]).decode().splitlines()) == 3
     assert "X-Amz-Expires=1800" in st["url"]
     s3.delete(f"s3a://{bucket}/output", recursive=True)
+
+
+def test_a_hostile_request_id_from_upstream_is_refused_and_nothing_is_written_outside_the_roots(ex, tmp_path):
+    pid = ex.pid()
+    ex.enroll(pid, [{"pii": False}])  # valid data: only the names can make these fail
+    escape = "escape-" + uuid.uuid4().hex[:8]
+    hostile = {f"../../../../{escape}": "contains a path separator",
+               f"/{tmp_path}/{escape}": "contains a path separator",
+               f"%2e%2e%2f%2e%2e%2f{escape}": "contains '%' (percent-encoded names are refused)",
+               f"%252e%252e%252f{escape}": "contains '%' (percent-encoded names are refused)",
+               f"..\\..\\{escape}": "contains a path separator",
+               "..": "is a relative folder reference",
+               "": "empty",
+               "A" * 129: "longer than 128 characters"}
+    with requests.connect() as conn:
+        for rid in hostile:
+            requests.insert_raw(conn, requests.JobRequest(
+                tag=ex.tag, request_id=rid, job_id=JOB, status=requests.SUBMITTED,
+                request_data=json.dumps(ex.request_data(pid)), requested_by="upstream", requested_channel="c",
+                encryption_key="k"))
+    counters = ex.run()
+    mine = {r["request_id"]: r for r in counters["results"] if r["request_id"] in hostile}
+    assert set(mine) == set(hostile)
+    for rid, why in hostile.items():
+        req = ex.get(rid)
+        assert req.status == requests.FAILED and req.download_urls is None, rid
+        assert req.err_message.startswith("Not a Valid Request: request_id ") and why in req.err_message, \
+            req.err_message
+    written = [p for p in tmp_path.parent.rglob(f"*{escape}*")] + list(Path("/tmp").glob(f"*{escape}*"))
+    assert written == []
+    assert not any(p.is_file() for p in (ex.root / "output").rglob("*"))
+    assert list((tmp_path / "exhaust-tmp").iterdir()) == []
+
+
+def test_no_secret_reaches_any_byte_the_runs_write(ex, spark, tmp_path, monkeypatch):
+    """Real secrets set, runs that echo them in errors; every byte written afterwards is scanned."""
+    from cqube_spark.runner import run_job
+
+    h = uuid.uuid4().hex[:10]
+    secrets = {"postgres": f"Pg-S3cret-{h}", "pii": os.environ["CQUBE_PII_KEY"], "zip": f"Zip-S3cret-{h}",
+               "aws": f"Aws-S3cret-{h}", "smtp": f"Smtp-S3cret-{h}", "var": f"Var-S3cret-{h}"}
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secrets["aws"])
+    monkeypatch.setenv("CQUBE_SMTP_PASSWORD", secrets["smtp"])
+    monkeypatch.setenv("CQUBE_TEST_VAR", secrets["var"])
+    real_dsn = os.environ["CQUBE_POSTGRES_DSN"]
+    cfg_dir = tmp_path / "configs"
+    cfg_dir.mkdir()
+    base = json.loads(resolve_config_path(JOB).read_text())
+
+    # run 1 (exhaust, through the runner): requests echoing every secret in a field the error message names
+    ex.capsys.readouterr()
+    pid = ex.pid()
+    echoes = {name: ex.insert_raw(ex.request_data(pid, [{"name": value, "operator": "=", "value": "x"}]),
+                                  key=secrets["zip"]) for name, value in secrets.items() if name in ("pii", "zip", "aws", "smtp")}
+    assert run_job(JOB) == 0
+    for name, rid in echoes.items():
+        req = ex.get(rid)
+        assert req.status == requests.FAILED
+        assert req.err_message == ("Not a Valid Request: params.filters[0].table_filters[1]: filter '***' is not "
+                                   "allowed on program_enrollment"), (name, req.err_message)
+    # run 2: a ${VAR} config whose value fails validation: the printed config error
+    bad = {**base, "modelParams": {**base["modelParams"], "maxIterations": "${CQUBE_TEST_VAR}"}}
+    (cfg_dir / "bad.json").write_text(json.dumps(bad))
+    assert run_job(str(cfg_dir / "bad.json")) == 2
+    # run 3: a failing run whose error contains a ${VAR} value (job_runs.error, the log, the printed error)
+    (cfg_dir / "replay.json").write_text(json.dumps({"model": "replay", "modelParams": {
+        "request": "/nonexistent/${CQUBE_TEST_VAR}.json", "recompute": False}}))
+    assert run_job(str(cfg_dir / "replay.json"), run_id="secret-replay-" + h) == 2
+    # run 4: the exhaust with a PostgreSQL password that the server refuses
+    monkeypatch.setenv("CQUBE_POSTGRES_DSN", real_dsn.replace("cqube:cqube@", f"cqube:{secrets['postgres']}@"))
+    assert run_job(JOB, run_id="secret-pg-" + h) == 1
+    monkeypatch.setenv("CQUBE_POSTGRES_DSN", real_dsn)
+
+    out = ex.capsys.readouterr()  # stdout, and stderr: every JSON log line and printed error of the runs
+    runs = {r.run_id: r for r in spark.read.format("delta").load(str(ex.root / "lake" / "meta" / "job_runs"))
+            .collect()}
+    assert runs["secret-replay-" + h].error == "--request: at /nonexistent/***.json: file not found"
+    assert "password authentication failed" in runs["secret-pg-" + h].error
+    assert "config error: --request: at /nonexistent/***.json: file not found" in out.err
+    assert "config error: " in out.err and "maxIterations: expected integer, got str \"***\"" in out.err
+    with requests.connect() as conn, conn, conn.cursor() as cur:
+        cur.execute("SELECT tag, status, err_message, download_urls::text, iteration FROM job_request "
+                    "WHERE tag = %s", (ex.tag,))
+        rows = json.dumps(cur.fetchall(), default=str)
+    blobs = {"stdout": out.out, "stderr": out.err, "job_request": rows,
+             "job_runs": json.dumps([r.asDict() for r in runs.values()], default=str)}
+    for p in tmp_path.rglob("*"):  # every file written: lake (Delta logs, parquet), output, temp, configs
+        if p.is_file() and p.parent != cfg_dir:
+            blobs[str(p)] = p.read_bytes().decode("latin-1")
+    assert len(blobs) > 10
+    leaks = [(where, name) for where, text in blobs.items() for name, value in secrets.items() if value in text]
+    assert leaks == []
+
+
+def test_a_second_run_skips_the_requests_while_the_first_holds_the_job(ex):
+    pid = ex.pid()
+    rid = ex.insert_raw(ex.request_data(pid), key=None)  # refused without Spark work once processed
+    with requests.connect() as first:  # the first run: holds the job's lock (its session) while working
+        assert requests.try_lock_job(first, JOB)
+        counters = ex.run()  # the second run
+        assert (counters["skipped"], counters["requests"], counters["results"]) == ("locked", 0, [])
+        req = ex.get(rid)
+        assert (req.status, req.iteration, req.err_message) == (requests.SUBMITTED, 0, None)
+    counters = ex.run()  # the first run's session ended: the lock is free, the request is processed
+    assert "skipped" not in counters and ex.get(rid).status == requests.FAILED
+    assert ex.get(rid).err_message == "Not a Valid Request: encryption_key is required (the report is an encrypted zip)"

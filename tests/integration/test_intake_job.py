@@ -149,11 +149,20 @@ def test_rerun_of_same_rows_changes_nothing_and_overlap_keeps_loaded_days(spark,
         return f"{sid}|{sid}|75010100101|NULL|2020-21|7|" + "|".join(vals)
 
     em = data_root / "emission" / "student_attendance"
-    write_zip(em / "a.zip", "student_attendance.csv", "\n".join([head, row(1, ["1", "2"]), row(2, ["1", "1"])]) + "\n")
+    a_rows = "\n".join([head, row(1, ["1", "2"]), row(2, ["1", "1"])]) + "\n"
+    write_zip(em / "a.zip", "student_attendance.csv", a_rows)
     assert run_job("intake", params=NO_GE) == 0
     path = str(data_root / "lake" / "silver" / "student_attendance")
     first = spark.read.format("delta").load(path)
     assert {(r.year, r.month) for r in first.collect()} == {(2020, 7)}
+    first = spark.createDataFrame(first.collect(), first.schema)
+    versions = len(list((data_root / "lake" / "silver" / "student_attendance" / "_delta_log").glob("*.json")))
+    # the rerun: the same rows emitted again (another zip name) change nothing
+    write_zip(em / "a-again.zip", "student_attendance.csv", a_rows)
+    assert run_job("intake", params=NO_GE) == 0
+    assert_df_equality(first, spark.read.format("delta").load(path), ignore_row_order=True, ignore_nullable=True)
+    assert len(list((data_root / "lake" / "silver" / "student_attendance" / "_delta_log").glob("*.json"))) \
+        == versions
     # a later file for the same school and month: days 1-2 again (changed) + day 3
     write_zip(em / "b.zip", "student_attendance.csv",
               "\n".join([head, row(1, ["2", "2", "1"]), row(2, ["2", "2", "5"])]) + "\n")

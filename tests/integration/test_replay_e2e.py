@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from cqube_spark import storage
 from cqube_spark.runner import run_job
 
 MONTHS = ["2020-06", "2020-07"]
@@ -172,7 +173,7 @@ def test_crash_in_the_middle_then_rerun_completes(spark, state):
     assert hist.where(F.col("userMetadata") == f"replay:{row['replay_id']}").count() == 1
 
 
-def test_refused_requests_delete_nothing(spark, state):
+def test_refused_requests_delete_nothing(spark, state, capsys):
     root, cfg = state["root"], state["cfg"]
     versions = {p: len(list((root / "lake" / p / "_delta_log").glob("*.json")))
                 for p in ("silver/student_attendance", "bronze/student_attendance", "meta/file_tracker")}
@@ -192,11 +193,18 @@ def test_refused_requests_delete_nothing(spark, state):
     # --request FILE that is refused: exit 2 with the message, nothing deleted
     bad = root.parent / "bad.json"
     bad.write_text(json.dumps({"teacher_attendance": {"year": "2020", "months": ["0"]}}))
+    capsys.readouterr()
     assert run_job(cfg["replay"], params=[f"request={bad}"]) == 2
+    assert (f"config error: --request: at {bad}: request refused, nothing deleted: {bad}: at "
+            "$.teacher_attendance.months[0]: month 0 is outside 1..12") in capsys.readouterr().err
     assert {p: len(list((root / "lake" / p / "_delta_log").glob("*.json"))) for p in versions} == versions
 
 
-def test_retention_deletes_old_months_skips_recent_replays_and_vacuums(spark, state):
+def data_files(root: Path, table: str) -> set[Path]:
+    return set((root / "lake" / table).rglob("*.parquet"))
+
+
+def test_retention_deletes_old_months_skips_recent_replays_and_vacuums(spark, state, capsys):
     root, cfg = state["root"], state["cfg"]
     # as of 2020-10-15 with 90 days: June (ends 06-30 < 07-17) goes, July stays
     params = ["recompute=false", "vacuum=false", 'sources={"student_attendance": 90}']
@@ -212,17 +220,27 @@ def test_retention_deletes_old_months_skips_recent_replays_and_vacuums(spark, st
     req.write_text(json.dumps({"student_attendance": {"year": "2020", "months": ["07"]}}))
     assert run_job(cfg["replay"], params=[f"request={req}", "recompute=false"]) == 0
     replay_id = [r for r in replay_log(spark, root) if r["kind"] == "replay"][0]["replay_id"]
+    files_before = data_files(root, "silver/student_attendance")
     assert run_job(cfg["retention"], as_of="2020-12-31",
                    params=["recompute=false", "vacuumHours=0", 'sources={"student_attendance": 30}']) == 0
     kinds = [(r["kind"], r["status"]) for r in replay_log(spark, root)]
     assert kinds.count(("retention", "DONE")) == 1 and ("vacuum", "DONE") in kinds
+    # the vacuum really removed the files no current version references (those of the replayed-away rows)
+    current = {Path(storage.parse_uri(u).key) for u in lake(spark, root, "silver", "student_attendance").inputFiles()}
+    unreferenced = files_before - current
+    assert unreferenced, "the replay and retention rewrote no file: nothing for the vacuum to remove"
+    assert sorted(p for p in unreferenced if p.exists()) == []
+    assert data_files(root, "silver/student_attendance") == current
     # vacuumed with 0 hours: the replay's previous version is gone, undo is refused with a clear error
+    capsys.readouterr()
     assert run_job(cfg["replay"], params=[f"undo={replay_id}"]) == 2
+    assert (f"replay {replay_id} cannot be undone: the files of its previous version were removed by VACUUM"
+            in capsys.readouterr().err)
     row = [r for r in replay_log(spark, root) if r["replay_id"] == replay_id][0]
     assert row["status"] == "DONE"
 
 
-def test_replay_one_month_reemit_and_undo(spark, state):
+def test_replay_one_month_reemit_and_undo(spark, state, capsys):
     root, cfg = state["root"], state["cfg"]
     before = outputs(root)
     assert any(k.startswith("monthly/2020-06/") for k in before) and any(k.startswith("monthly/2020-07/") for k in before)
@@ -269,7 +287,10 @@ def test_replay_one_month_reemit_and_undo(spark, state):
     assert all(again[k] == before[k] for k in july_files)
 
     # 3. undo: refused while the tables changed after the replay, then forced → the old state is back
+    capsys.readouterr()
     assert run_job(cfg["replay"], params=[f"undo={row['replay_id']}"]) == 2
+    err = capsys.readouterr().err
+    assert f"replay {row['replay_id']} cannot be undone safely: " in err and "changed after the replay" in err
     assert run_job(cfg["replay"], params=[f"undo={row['replay_id']}", "force=true"]) == 0
     silver_after = sorted(map(tuple, lake(spark, root, "silver", "student_attendance")
                               .drop("_run_id", "_loaded_at").collect()))
@@ -280,4 +301,7 @@ def test_replay_one_month_reemit_and_undo(spark, state):
     (row,) = replay_log(spark, root)
     assert row["status"] == "UNDONE" and row["undone_at"] is not None
     # a second undo is refused (not DONE)
+    capsys.readouterr()
     assert run_job(cfg["replay"], params=[f"undo={row['replay_id']}"]) == 2
+    assert (f"replay {row['replay_id']} is UNDONE, not DONE: only a completed replay can be undone"
+            in capsys.readouterr().err)

@@ -30,6 +30,7 @@ def test_failed_job_exits_1_and_is_recorded(spark, data_root):
     assert row.status == "FAILED" and "no student attendance zip" in row.error
 
 
-def test_bad_as_of_exits_2_before_spark_work(data_root):
+def test_bad_as_of_exits_2_before_spark_work(data_root, capsys):
     assert run_job("load-attendance", as_of="yesterday") == 2
+    assert "config error: --as-of: at yesterday: expected a date YYYY-MM-DD" in capsys.readouterr().err
     assert not (data_root / "lake" / "meta" / "job_runs").exists()

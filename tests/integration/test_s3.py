@@ -52,3 +52,24 @@ def test_spark_reads_csv_and_round_trips_delta_on_s3(spark, s3):
     expected = spark.createDataFrame([("75010100101", "S1", 84), ("75010100102", "S2", 168)], schema)
     assert_df_equality(back, expected, ignore_row_order=True, ignore_nullable=True)
     assert any(u.endswith("_delta_log/00000000000000000000.json") for u in s3.list(join(root, "lake")))
+
+
+def test_a_presigned_link_is_refused_after_its_lifetime(s3):
+    import time
+    import urllib.error
+
+    import pytest
+
+    uri = join(bucket_uri(s3), "ml_reports", "r.zip")
+    s3.write_bytes(uri, b"zip bytes")
+    url = s3.presigned_url(uri, expires_seconds=2)
+    assert "X-Amz-Expires=2&" in url or url.endswith("X-Amz-Expires=2")
+    signed_at = time.monotonic()
+    assert urllib.request.urlopen(url, timeout=10).read() == b"zip bytes"  # valid within its lifetime
+    time.sleep(max(0.0, 3.5 - (time.monotonic() - signed_at)))
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=10)
+    assert refused.value.code == 403
+    body = refused.value.read().decode()
+    assert "AccessDenied" in body and "expired" in body.lower(), body
+    s3.delete(uri)

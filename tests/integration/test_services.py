@@ -86,8 +86,11 @@ def test_s3_path_style_roundtrip():
         bad = boto3.client("s3", endpoint_url=S3_ENDPOINT, aws_access_key_id=S3_ACCESS_KEY,
                            aws_secret_access_key="not-the-secret", region_name="us-east-1",
                            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
-        with pytest.raises(Exception):
+        from botocore.exceptions import ClientError
+
+        with pytest.raises(ClientError, match="SignatureDoesNotMatch") as refused:
             bad.get_object(Bucket=bucket, Key="emission/a.csv")
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     finally:
         for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
             s3.delete_object(Bucket=bucket, Key=obj["Key"])

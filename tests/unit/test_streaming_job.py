@@ -104,3 +104,39 @@ def test_spark_55271_is_recognised_and_nothing_else():
            'is null SQLSTATE: XXK')
     assert job.is_spark_55271(Exception(msg))
     assert not job.is_spark_55271(Exception("WriteFailed: micro-batch 2: Cassandra write failed"))
+
+
+def test_a_second_query_on_the_same_checkpoint_is_refused_until_the_first_ends(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from cqube_spark.streaming.job import StreamFailed, checkpoint_lock
+
+    cp = str(tmp_path / "checkpoints" / "program-user-events")
+    with checkpoint_lock(cp):
+        with pytest.raises(StreamFailed) as e:
+            with checkpoint_lock(cp):
+                pass
+        assert str(e.value).startswith(f"checkpoint {cp} is in use by another streaming query (pid {os.getpid()} ")
+        assert str(e.value).endswith("refusing to start a second query on it")
+    with checkpoint_lock(cp):  # released when the first ended
+        pass
+    # another process holds it (and is killed: the kernel releases the lock, nothing stale is left)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from cqube_spark.streaming.job import checkpoint_lock\n"
+        f"l = checkpoint_lock({cp!r}).__enter__(); print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StreamFailed, match=f"in use by another streaming query \\(pid {holder.pid} "):
+            with checkpoint_lock(cp):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with checkpoint_lock(cp):
+        pass
+    with checkpoint_lock("s3a://bucket/checkpoints/x"):  # no lock on S3 (documented)
+        pass
