@@ -94,7 +94,8 @@
     controls(k);
     legend(k);
     breadcrumb();
-    if (k.missing) { message(k.missing, "error"); show(false); return done(seq); }
+    $("trend").closest(".panel").classList.toggle("hidden", !!k.missing);
+    if (k.missing) { message(k.missing, "error"); show(false); $("notes").innerHTML = ""; return done(seq); }
     var key = fileKey(S.level);
     if (k.files.indexOf(key) < 0) {
       var why = S.breakdown !== "total" && k.files.indexOf(S.kpi + "/" + S.period + "/total/" + S.level) >= 0
@@ -221,7 +222,9 @@
     var lines = [o.name + " (" + o.id + ")"];
     kpi().measures.forEach(function (m) { lines.push(m + ": " + fmt(o[m])); });
     if (bandLabel(o.band)) lines.push(bandLabel(o.band));
-    return lines.map(function (s) { return echarts.format.encodeHTML(s); }).join("<br>");
+    return lines.map(function (s) {
+      return s.replace(/[&<>"']/g, function (c) { return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]; });
+    }).join("<br>");
   }
   function map(k, rows) {
     var pts = rows.filter(function (o) { return typeof o.lat === "number" && typeof o.lng === "number"; });
