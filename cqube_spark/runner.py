@@ -29,6 +29,7 @@ MODELS: dict[str, str] = {
     "kpis": "cqube_spark.kpi.job",
     "publish": "cqube_spark.publish.job",
     "pipeline": "cqube_spark.models.pipeline",
+    "report": "cqube_spark.report.job",
     "program-user-exhaust": "cqube_spark.exhaust.job",
     "program-user-events": "cqube_spark.streaming.job",
     "replay": "cqube_spark.replay.job",

@@ -15,10 +15,10 @@ echo "[demo] generating the sample state (all sources) under $CQUBE_DATA_ROOT/em
 .venv/bin/python scripts/generate_sample_data.py --out "$CQUBE_DATA_ROOT/emission" \
     --schools "${DEMO_SCHOOLS:-160}" --students-per-school "${DEMO_STUDENTS:-30}" \
     --months "${DEMO_MONTHS:-2020-06,2020-07}" --sources all | tail -1
-echo "[demo] running the pipeline: intake -> validation -> indicators -> publish"
+echo "[demo] running the pipeline: intake -> validation -> indicators -> publish -> report"
 .venv/bin/cqube-spark run pipeline 2> "$CQUBE_DATA_ROOT/pipeline.log" || {
     echo "[demo] the pipeline failed; the JSON log is in $CQUBE_DATA_ROOT/pipeline.log" >&2
     tail -5 "$CQUBE_DATA_ROOT/pipeline.log" >&2
     exit 1
 }
-echo "[demo] JSON log of the run: $CQUBE_DATA_ROOT/pipeline.log; outputs layout: docs/outputs.md"
+echo "[demo] JSON log of the run: $CQUBE_DATA_ROOT/pipeline.log; outputs layout: docs/outputs.md; report: docs/report.md"

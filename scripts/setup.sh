@@ -5,6 +5,9 @@
 #      into .jars/, minus anything the pyspark wheel already bundles. Jobs never download at run time.
 #   3. the driver JVM's class archive .jars/cqube-spark.jsa (class-data sharing: a local session starts ~4 s
 #      sooner), made by a short warm-up job; optional: without it jobs run the same, only start slower.
+#   4. the report's JavaScript (Apache ECharts, pinned in cqube_spark/report/web/package-lock.json) by npm ci
+#   5. headless Chromium (Debian packages chromium + chromium-driver) for the report's browser tests
+#      (CQUBE_BROWSER=0 skips it: the report itself needs no browser to be built)
 # Re-running skips what is already in place (stamp files hold the hash of their inputs).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -68,5 +71,27 @@ else
   else
     say "WARNING: no class archive; jobs run without it (each Spark session starts ~4 s slower)"
   fi
+fi
+# 4. report JavaScript (npm registry, exact versions from the committed lock file; no CDN at run time)
+web=cqube_spark/report/web
+web_hash="$(cat "$web/package.json" "$web/package-lock.json" | sha256sum | cut -c1-16)"
+if [ -f "$web/node_modules/echarts/dist/echarts.min.js" ] && stamp_ok "$web/node_modules/.cqube-stamp" "$web_hash"; then
+  say "report JavaScript up to date"
+else
+  command -v npm >/dev/null || { say "ERROR: npm not found (Debian: apt-get install npm)"; exit 1; }
+  say "installing the report's JavaScript (npm ci in $web)"
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$web_hash" > "$web/node_modules/.cqube-stamp"
+fi
+# 5. headless Chromium for the report's browser tests (Playwright drives the system browser; it downloads none)
+if [ "${CQUBE_BROWSER:-1}" = "0" ]; then
+  say "Chromium skipped (CQUBE_BROWSER=0)"
+elif [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+  say "Chromium present ($(/usr/bin/chromium --version 2>/dev/null | head -1))"
+else
+  say "installing Chromium (Debian packages chromium, chromium-driver)"
+  sudo_="" ; [ "$(id -u)" = "0" ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 say "done: activate with 'source .venv/bin/activate' or call .venv/bin/cqube-spark"

@@ -1,11 +1,11 @@
-"""The ``pipeline`` model: intake → kpis → publish in one Spark session, then a short summary.
+"""The ``pipeline`` model: intake → kpis → publish → report in one Spark session, then a short summary.
 
     cqube-spark run pipeline [--as-of 2020-07-31]
 
-Each stage runs with its own job config (``configs/jobs/{intake,kpis,publish}.json``, validated like any job
+Each stage runs with its own job config (``configs/jobs/{intake,kpis,publish,report}.json``, validated like any job
 config) under the pipeline's run id, so ``job_runs``, the intake log summary, gold ``_run_id`` and
 ``metadata.json`` all name the same run. A stage failure stops the pipeline (later stages do not run on
-half-made inputs). Each stage also runs alone: ``cqube-spark run intake|kpis|publish``.
+half-made inputs). Each stage also runs alone: ``cqube-spark run intake|kpis|publish|report``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from cqube_spark.config import apply_params, load_job_config
 from cqube_spark.session import PROJECT_ROOT
 
 STAGE_MODULES = {"intake": "cqube_spark.intake.job", "kpis": "cqube_spark.kpi.job",
-                 "publish": "cqube_spark.publish.job"}
+                 "publish": "cqube_spark.publish.job", "report": "cqube_spark.report.job"}
 
 
 def _config_path(p: str) -> Path:
@@ -80,17 +80,24 @@ def summary_lines(run_id: str, results: dict, timings: dict, rules: dict, roots:
         p = results["publish"]
         out.append(f"  publish  {timings['publish']:6.1f}s  {len(p.get('kpis', {}))} KPIs, {p.get('files', 0):,} files, "
                    f"{p.get('rows', 0):,} rows")
+    if "report" in results:
+        r = results["report"]
+        out.append(f"  report   {timings['report']:6.1f}s  {r.get('files', 0):,} files, "
+                   f"{r.get('data_bytes', 0) / 1e6:.1f} MB of data")
     output = roots.get("output", "")
     out.append("  look at:")
     out.append(f"    {storage.join(output, 'metadata.json')}   (every published file, with KPI, level, period, rows)")
     out.append(f"    {storage.join(output, 'student_attendance', 'last_7_days', 'district.json')}   (for example)")
+    if "report" in results:
+        out.append(f"    {results['report'].get('index', storage.join(output, 'report', 'index.html'))}   "
+                   f"(the report: open it in a browser, offline)")
     out.append(f"    {storage.join(roots.get('lake', ''), 'gold')}/<kpi>   (Delta tables, all levels and periods)")
     out.append(f"    {storage.join(roots.get('lake', ''), 'quarantine')}/<source>   (rejected rows, with rule and reason)")
     return out
 
 
 def run(ctx) -> dict:
-    stages = list(ctx.params.get("stages", ["intake", "kpis", "publish"]))
+    stages = list(ctx.params.get("stages", ["intake", "kpis", "publish", "report"]))
     results: dict[str, dict] = {}
     timings: dict[str, float] = {}
     for stage in stages:
