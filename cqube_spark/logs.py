@@ -135,6 +135,7 @@ def log_to_file(job: str, name: str = "cqube", base: str | None = None) -> str:
         handler = _DailyFileHandler(folder)
         handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
+    os.makedirs(folder, exist_ok=True)
     prune(folder)
     return folder
 
