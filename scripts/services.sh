@@ -32,7 +32,8 @@
 #              (realm cqube: clients cqube-api / cqube-api-short, the five roles, test users) on first start.
 #              Needs Java 21+: CQUBE_KEYCLOAK_JAVA_HOME (default /usr/lib/jvm/temurin-25-jdk-amd64, else the
 #              first JDK >= 21 under /usr/lib/jvm). Admin console user admin / ${CQUBE_KEYCLOAK_ADMIN_PASSWORD:-admin}.
-#              Ready = the realm's OIDC discovery document answers: ~30-60 s on 2 cores.
+#              Ready = the realm's OIDC discovery document answers: ~140 s the first time (build + import) on 2
+#              cores, less afterwards. The realm is imported once: delete .services/keycloak/dist/data to re-import.
 #
 #              Startup: JVM options of Cassandra 5.0's conf/jvm17-server.options (--add-exports/--add-opens
 #              are required on Java 17), jamm agent, -Xms512m -Xmx${CQUBE_CASSANDRA_HEAP:-2g} (1g ran out of memory under the exhaust bench's 1M-row load), ring delay / gossip settle skipped.
@@ -763,7 +764,8 @@ ready_keycloak() {   # the realm is imported and its OIDC discovery document ans
   curl -sf -m 3 "http://$HOST:$KEYCLOAK_PORT/realms/cqube/.well-known/openid-configuration" | grep -q '"jwks_uri"'
 }
 
-wait_keycloak() { wait_ready keycloak "$KC_PID" "$KC_LOG" ready_keycloak; }
+# The first start builds Keycloak's optimised image and imports the realm (~140 s on 2 cores): a longer wait.
+wait_keycloak() { START_TIMEOUT="${CQUBE_KEYCLOAK_START_TIMEOUT:-360}" wait_ready keycloak "$KC_PID" "$KC_LOG" ready_keycloak; }
 start_keycloak() { launch_keycloak; wait_keycloak; }
 stop_keycloak() { stop_pidfile keycloak "$KC_PID"; }
 status_keycloak() { status_line keycloak "$KC_PID" "$KEYCLOAK_PORT" "http://$HOST:$KEYCLOAK_PORT/realms/cqube"; }
