@@ -81,3 +81,16 @@ def test_log_files_per_job_and_day_kept_seven_days(tmp_path):
     assert json.loads(lines[-1])["msg"] == "hello" and json.loads(lines[-1])["n"] == 1
     with pytest.raises(ValueError):
         logs.tail("../etc", 5, base=str(tmp_path))
+
+
+def test_serve_config_loads_with_env_overrides_and_names_bad_fields(tmp_path):
+    from cqube_spark.api import config
+    from cqube_spark.config import ConfigError
+
+    s = config.load(env={"CQUBE_API_PORT": "9999", "CQUBE_DATA_ROOT": str(tmp_path)})
+    assert (s.host, s.port, s.audience, s.upload_url_expiry_s) == ("127.0.0.1", 9999, "cqube-api", 300)
+    assert s.jwks.endswith("/realms/cqube/protocol/openid-connect/certs")
+    bad = tmp_path / "serve.json"
+    bad.write_text(json.dumps({"model": "serve", "modelParams": {"issuer": "x", "audience": "a"}}))
+    with pytest.raises(ConfigError, match=r"\$\.modelParams\.issuer"):
+        config.load(bad, env={})
