@@ -26,6 +26,13 @@ setup(
         "psycopg2-binary>=2.9,<3",
         "cryptography>=44",
         "pyzipper==0.4.0",
+        # the API (cqube-spark serve); exact versions in requirements.lock
+        "fastapi>=0.115,<1",
+        "uvicorn>=0.30,<1",
+        "PyJWT[crypto]>=2.8,<3",
+        "prometheus-client>=0.20,<1",
+        "deltalake>=1.0,<2",
+        "requests>=2.31,<3",
     ],
     extras_require={"test": ["pytest>=8", "chispa==0.12.0", "aiosmtpd==1.4.6", "confluent-kafka==2.16.1"]},
     entry_points={"console_scripts": ["cqube-spark=cqube_spark.cli:main"]},

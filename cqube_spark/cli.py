@@ -22,7 +22,7 @@ from cqube_spark.runner import EXIT_CONFIG, resolve_config_path, run_job
 from cqube_spark.session import DEFAULTS_FILE, PROJECT_ROOT, driver_java_options, read_defaults, resolve_jars
 
 # Modules that add verbs: each has register(subparsers) and sets `func` on its parsers.
-COMMAND_MODULES: list[str] = ["cqube_spark.exhaust.cli", "cqube_spark.replay.cli"]
+COMMAND_MODULES: list[str] = ["cqube_spark.exhaust.cli", "cqube_spark.replay.cli", "cqube_spark.api.cli"]
 
 
 class ArgumentParser(argparse.ArgumentParser):

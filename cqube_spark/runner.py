@@ -17,7 +17,8 @@ from typing import Any
 
 from cqube_spark import progress, storage
 from cqube_spark.config import ConfigError, JobConfig, apply_params, load_job_config
-from cqube_spark.logs import RunLogger, get_logger, redact_text, register_env_secrets, register_secret
+from cqube_spark.logs import (RunLogger, get_logger, log_to_file, redact_text, register_env_secrets,
+                              register_secret)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "jobs"
@@ -131,6 +132,10 @@ def run_job(name_or_path: str, as_of: str | None = None, params: list[str] | Non
         if cfg.model not in MODELS:
             raise ConfigError(cfg.source, "$.model", f"unknown model {cfg.model!r}")
         module = importlib.import_module(MODELS[cfg.model])
+        try:
+            log_to_file(cfg.model)  # also <log dir>/<model>/<day>.log, kept 7 days (the API's log view)
+        except OSError as e:
+            log.warning("log file not writable", error=str(e))
     except ConfigError as e:
         log.error("bad config", error=str(e))
         print(f"config error: {redact_text(str(e))}", file=__import__("sys").stderr)

@@ -5,7 +5,7 @@
 #   scripts/services.sh start   [svc...]   install if needed, start if not running, wait until ready
 #   scripts/services.sh stop    [svc...]   stop by pid file and wait
 #   scripts/services.sh status  [svc...]   one line per service; exit 0 if all running, 3 otherwise
-#   (no svc = all of: s3 postgres redis cassandra kafka)
+#   (no svc = all of: s3 postgres redis cassandra kafka keycloak)
 #
 # Every server listens on 127.0.0.1 only. Data, logs and pid files live under
 # ${CQUBE_SERVICES_DIR:-<repo>/.services}/<svc>/{data,log}; jars under .services/jars/<svc>/.
@@ -25,6 +25,15 @@
 #              single node, CQL :${CQUBE_CASSANDRA_PORT:-9042}, storage :${CQUBE_CASSANDRA_STORAGE_PORT:-7000}.
 #   kafka      Apache Kafka 4 (kafka_2.13 from Maven Central, scripts/jvm/kafka/pom.xml), KRaft combined
 #              broker+controller, :${CQUBE_KAFKA_PORT:-9092} (controller :${CQUBE_KAFKA_CONTROLLER_PORT:-9093}).
+#   keycloak   Keycloak (org.keycloak:keycloak-quarkus-dist ${CQUBE_KEYCLOAK_VERSION:-26.5.6}, the zip from Maven
+#              Central via `mvn dependency:copy`, unpacked under .services/keycloak/dist), `start-dev` (dev-file
+#              H2 database under .services/keycloak/dist/data), http on 127.0.0.1:${CQUBE_KEYCLOAK_PORT:-8180},
+#              management (health) on :${CQUBE_KEYCLOAK_MGMT_PORT:-9100}; imports configs/keycloak/cqube-realm.json
+#              (realm cqube: clients cqube-api / cqube-api-short, the five roles, test users) on first start.
+#              Needs Java 21+: CQUBE_KEYCLOAK_JAVA_HOME (default /usr/lib/jvm/temurin-25-jdk-amd64, else the
+#              first JDK >= 21 under /usr/lib/jvm). Admin console user admin / ${CQUBE_KEYCLOAK_ADMIN_PASSWORD:-admin}.
+#              Ready = the realm's OIDC discovery document answers: ~140 s the first time (build + import) on 2
+#              cores, less afterwards. The realm is imported once: delete .services/keycloak/dist/data to re-import.
 #
 #              Startup: JVM options of Cassandra 5.0's conf/jvm17-server.options (--add-exports/--add-opens
 #              are required on Java 17), jamm agent, -Xms512m -Xmx${CQUBE_CASSANDRA_HEAP:-2g} (1g ran out of memory under the exhaust bench's 1M-row load), ring delay / gossip settle skipped.
@@ -37,7 +46,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SVC_DIR="${CQUBE_SERVICES_DIR:-$ROOT/.services}"
-ALL_SERVICES=(s3 postgres redis cassandra kafka)
+ALL_SERVICES=(s3 postgres redis cassandra kafka keycloak)
 HOST=127.0.0.1
 
 S3_PORT="${CQUBE_S3_PORT:-8333}"
@@ -54,6 +63,9 @@ CASSANDRA_PORT="${CQUBE_CASSANDRA_PORT:-9042}"
 CASSANDRA_STORAGE_PORT="${CQUBE_CASSANDRA_STORAGE_PORT:-7000}"
 KAFKA_PORT="${CQUBE_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${CQUBE_KAFKA_CONTROLLER_PORT:-9093}"
+KEYCLOAK_VERSION="${CQUBE_KEYCLOAK_VERSION:-26.5.6}"
+KEYCLOAK_PORT="${CQUBE_KEYCLOAK_PORT:-8180}"
+KEYCLOAK_MGMT_PORT="${CQUBE_KEYCLOAK_MGMT_PORT:-9100}"
 KAFKA_CLUSTER_ID="Y3F1YmUtc3BhcmstbG9jYQ"   # fixed: base64url("cqube-spark-loca"), formatted once
 
 START_TIMEOUT="${CQUBE_SERVICES_START_TIMEOUT:-180}"   # seconds to wait for readiness, per service
@@ -687,6 +699,76 @@ wait_kafka() { java_env; wait_ready kafka "$KAFKA_PID" "$KAFKA_LOG" ready_kafka;
 start_kafka() { launch_kafka; wait_kafka; }
 stop_kafka() { stop_pidfile kafka "$KAFKA_PID"; }
 status_kafka() { status_line kafka "$KAFKA_PID" "$KAFKA_PORT" "$HOST:$KAFKA_PORT"; }
+
+# ------------------------------------------------------------------------------------------- keycloak
+
+KC_DIR="$SVC_DIR/keycloak"
+KC_DIST="$KC_DIR/dist"
+KC_PID="$KC_DIR/keycloak.pid"
+KC_LOG="$KC_DIR/log/stdout.log"
+KC_REALM="$ROOT/configs/keycloak/cqube-realm.json"
+
+keycloak_java_home() {   # a JDK >= 21 (Keycloak 26 refuses older ones; Spark itself stays on 17)
+  local cand j major
+  for cand in "${CQUBE_KEYCLOAK_JAVA_HOME:-}" /usr/lib/jvm/temurin-25-jdk-amd64 /usr/lib/jvm/*; do
+    [ -n "$cand" ] && [ -x "$cand/bin/java" ] || continue
+    j="$cand/bin/java"
+    major="$("$j" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+    if [ "${major:-0}" -ge 21 ] 2>/dev/null; then echo "$cand"; return 0; fi
+  done
+  return 1
+}
+
+install_keycloak() {
+  [ -x "$KC_DIST/bin/kc.sh" ] && [ "$(cat "$KC_DIST/.version" 2>/dev/null)" = "$KEYCLOAK_VERSION" ] && return 0
+  keycloak_java_home >/dev/null || apt_install openjdk-21-jre-headless
+  keycloak_java_home >/dev/null || die "keycloak needs Java 21+ (set CQUBE_KEYCLOAK_JAVA_HOME)"
+  command -v mvn >/dev/null 2>&1 || apt_install maven
+  command -v unzip >/dev/null 2>&1 || apt_install unzip
+  local jars="$SVC_DIR/jars/keycloak" zip
+  mkdir -p "$jars" "$KC_DIR"
+  zip="$jars/keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip"
+  if [ ! -f "$zip" ]; then
+    say "fetching org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip with Maven"
+    mvn -q -B -Dstyle.color=never dependency:copy \
+        -Dartifact="org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip" -DoutputDirectory="$jars" \
+        >"$SVC_DIR/jars/keycloak.mvn.log" 2>&1 \
+      || { log_tail "$SVC_DIR/jars/keycloak.mvn.log"; die "Maven could not fetch keycloak-quarkus-dist $KEYCLOAK_VERSION"; }
+  fi
+  say "unpacking keycloak $KEYCLOAK_VERSION into $KC_DIST"
+  rm -rf "$KC_DIST" "$KC_DIR/unpack" && mkdir -p "$KC_DIR/unpack"
+  unzip -q "$zip" -d "$KC_DIR/unpack"
+  mv "$KC_DIR/unpack/keycloak-$KEYCLOAK_VERSION" "$KC_DIST" && rmdir "$KC_DIR/unpack"
+  echo "$KEYCLOAK_VERSION" >"$KC_DIST/.version"
+}
+
+launch_keycloak() {
+  if pid_alive "$KC_PID"; then say "keycloak already running (pid $(pid_from "$KC_PID"))"; return 0; fi
+  check_port_free keycloak "$KEYCLOAK_PORT"
+  check_port_free keycloak-management "$KEYCLOAK_MGMT_PORT"
+  install_keycloak
+  svc_dirs keycloak
+  # --import-realm reads data/import/*.json and skips a realm that already exists (first start imports).
+  mkdir -p "$KC_DIST/data/import"
+  cp "$KC_REALM" "$KC_DIST/data/import/cqube-realm.json"
+  local jh; jh="$(keycloak_java_home)"
+  say "starting keycloak on $HOST:$KEYCLOAK_PORT (java $jh)"
+  ( cd "$KC_DIR" && JAVA_HOME="$jh" JAVA_OPTS_KC_HEAP="-Xms256m -Xmx768m" \
+      KC_BOOTSTRAP_ADMIN_USERNAME=admin KC_BOOTSTRAP_ADMIN_PASSWORD="${CQUBE_KEYCLOAK_ADMIN_PASSWORD:-admin}" \
+      spawn "$KC_PID" "$KC_LOG" "$KC_DIST/bin/kc.sh" start-dev --import-realm \
+        --http-host="$HOST" --http-port="$KEYCLOAK_PORT" --http-management-port="$KEYCLOAK_MGMT_PORT" \
+        --hostname-strict=false --health-enabled=true --cache=local )
+}
+
+ready_keycloak() {   # the realm is imported and its OIDC discovery document answers
+  curl -sf -m 3 "http://$HOST:$KEYCLOAK_PORT/realms/cqube/.well-known/openid-configuration" | grep -q '"jwks_uri"'
+}
+
+# The first start builds Keycloak's optimised image and imports the realm (~140 s on 2 cores): a longer wait.
+wait_keycloak() { START_TIMEOUT="${CQUBE_KEYCLOAK_START_TIMEOUT:-360}" wait_ready keycloak "$KC_PID" "$KC_LOG" ready_keycloak; }
+start_keycloak() { launch_keycloak; wait_keycloak; }
+stop_keycloak() { stop_pidfile keycloak "$KC_PID"; }
+status_keycloak() { status_line keycloak "$KC_PID" "$KEYCLOAK_PORT" "http://$HOST:$KEYCLOAK_PORT/realms/cqube"; }
 
 # ----------------------------------------------------------------------------------------------- main
 

@@ -9,7 +9,7 @@ export SPARK_LOCAL_IP=127.0.0.1 CQUBE_SPARK_UI=0
 export CQUBE_SHARED="${CQUBE_SHARED:-$ROOT/../shared}"
 
 bash scripts/setup.sh
-SERVICES="${CQUBE_TEST_SERVICES:-s3 postgres redis cassandra kafka}"
+SERVICES="${CQUBE_TEST_SERVICES:-s3 postgres redis cassandra kafka keycloak}"
 started_here=()
 for svc in $SERVICES; do
   if ! bash scripts/services.sh status "$svc" >/dev/null 2>&1; then started_here+=("$svc"); fi

@@ -1,0 +1,359 @@
+"""The API against the real services: Keycloak tokens (scripts/services.sh start keycloak), the S3 server,
+PostgreSQL and the lake. One API process per emission kind (S3 presigned, local signed) for the module."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import REPO, require_service
+
+KC = f"http://127.0.0.1:{os.environ.get('CQUBE_KEYCLOAK_PORT', '8180')}"
+ISSUER = f"{KC}/realms/cqube"
+MGMT_HEADER = '"ManagementId"|"Management"|default_option'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def token(user: str, client: str = "cqube-api", secret: str = "cqube-api-secret") -> str:
+    r = requests.post(f"{ISSUER}/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "password", "client_id": client, "client_secret": secret,
+        "username": user, "password": f"{user}-pw"})
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    try:
+        requests.get(f"{ISSUER}/.well-known/openid-configuration", timeout=5).raise_for_status()
+    except requests.RequestException:
+        pytest.fail(f"keycloak is not reachable at {KC}; start it with `scripts/services.sh start keycloak`",
+                    pytrace=False)
+    users = ["admin1", "emitter1", "viewer_state", "viewer_d1", "viewer_b1", "creator_d1", "pm1", "noroles",
+             "noscope"]
+    return {u: {"Authorization": f"Bearer {token(u)}"} for u in users}
+
+
+def publish_fixture(output: Path) -> None:
+    """A published run with rows of two districts at every level (what publish writes, tiny)."""
+    run = output / "_runs" / "r1"
+    def row(level, d, b=None):
+        r = {"state_id": "75", "district_id": d, "attendance_pct": 90.0}
+        if b:
+            r["block_id"] = b
+        return r
+    files = []
+    docs = {
+        "student_attendance/overall/state.json": ("state", [{"state_id": "75", "attendance_pct": 89.0}]),
+        "student_attendance/overall/district.json": ("district", [row("district", "7501"), row("district", "7502")]),
+        "student_attendance/overall/block.json": ("block", [row("block", "7501", "750101"),
+                                                           row("block", "7501", "750102"),
+                                                           row("block", "7502", "750201")]),
+    }
+    for path, (level, data) in docs.items():
+        p = run / path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"data": data, "kpi": "student_attendance", "level": level}))
+        files.append({"path": path, "kpi": "student_attendance", "level": level, "format": "json",
+                      "period": "overall", "rows": len(data)})
+    csv = run / "student_attendance/overall/block.csv"
+    csv.write_text("block_id,district_id,state_id,attendance_pct\n750101,7501,75,90\n750201,7502,75,80\n")
+    files.append({"path": "student_attendance/overall/block.csv", "kpi": "student_attendance", "level": "block",
+                  "format": "csv", "period": "overall", "rows": 2})
+    (run / "metadata.json").write_text(json.dumps({"files": files, "run_id": "r1"}))
+    (output / "_current.json").write_text(json.dumps({"prefix": "_runs/r1", "run_id": "r1"}))
+
+
+def start_api(env: dict, port: int, expiry: int = 300) -> subprocess.Popen:
+    cfg = json.loads((REPO / "configs" / "jobs" / "serve.json").read_text())
+    cfg["modelParams"].update(port=port, issuer=ISSUER, uploadUrlExpirySeconds=expiry)
+    cfg_path = Path(env["CQUBE_DATA_ROOT"]) / f"serve-{port}.json"
+    cfg_path.write_text(json.dumps(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "cqube_spark.cli", "serve", "--config", str(cfg_path)],
+                            env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(120):
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"API exited: {proc.stderr.read().decode()[-2000:]}", pytrace=False)
+        time.sleep(0.25)
+    proc.kill()
+    pytest.fail("API did not answer /health in 30 s", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, s3):
+    """API with emission on S3 (presigned PUT), input/output/lake local; and one on a local emission folder."""
+    require_service("postgres")
+    root = tmp_path_factory.mktemp("api") / "data"
+    for sub in ("input", "output", "lake", "emission"):
+        (root / sub).mkdir(parents=True)
+    publish_fixture(root / "output")
+    bucket = f"s3a://cqube-api-{uuid.uuid4().hex[:8]}"
+    s3.ensure_bucket(bucket)
+    env = dict(os.environ, CQUBE_DATA_ROOT=str(root), CQUBE_EMISSION_URI=f"{bucket}/emission",
+               CQUBE_LOG_DIR=str(root / "logs"), PYTHONPATH=str(REPO))
+    for k in ("CQUBE_INPUT_URI", "CQUBE_OUTPUT_URI", "CQUBE_LAKE_URI"):
+        env.pop(k, None)
+    local_root = root.parent / "local"
+    for sub in ("emission", "output", "lake"):
+        (local_root / sub).mkdir(parents=True)
+    publish_fixture(local_root / "output")
+    local_env = dict(env, CQUBE_DATA_ROOT=str(local_root), CQUBE_LOG_DIR=str(local_root / "logs"))
+    local_env.pop("CQUBE_EMISSION_URI")
+    p1, p2 = free_port(), free_port()
+    procs = [start_api(env, p1), start_api(local_env, p2, expiry=2)]
+    yield {"url": f"http://127.0.0.1:{p1}", "local_url": f"http://127.0.0.1:{p2}", "env": env, "root": root,
+           "local_root": local_root, "bucket": bucket}
+    for p in procs:
+        p.terminate()
+        p.wait(10)
+
+
+def zip_bytes(tmp_path: Path) -> bytes:
+    z = tmp_path / "school_management_master.zip"
+    text = MGMT_HEADER + '\n1|"Govt"|\n2|"Tribal"|\n'
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("school_management_master.csv", text)
+        zf.writestr("manifest.json", json.dumps({"files": [
+            {"name": "school_management_master.csv", "size_bytes": len(text.encode()), "records": 2}]}))
+    return z.read_bytes()
+
+
+# -- authentication and roles -------------------------------------------------------------------------------
+
+def test_no_token_bad_token_and_wrong_audience_are_401(api, tokens):
+    u = api["url"]
+    r = requests.get(f"{u}/download/buckets", timeout=10)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
+    assert "Bearer" in r.json()["error"]["message"]
+    r = requests.get(f"{u}/download/buckets", headers={"Authorization": "Bearer not.a.jwt"}, timeout=10)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_token"
+    forged = tokens["viewer_d1"]["Authorization"][:-6] + "AAAAAA"   # signature altered
+    r = requests.get(f"{u}/download/buckets", headers={"Authorization": forged}, timeout=10)
+    assert r.status_code == 401
+
+
+def test_expired_token_is_401(api):
+    short = token("viewer_state", "cqube-api-short", "cqube-api-short-secret")   # 2 s lifespan
+    h = {"Authorization": f"Bearer {short}"}
+    assert requests.get(f"{api['url']}/download/buckets", headers=h, timeout=10).status_code == 200
+    time.sleep(3.2)
+    r = requests.get(f"{api['url']}/download/buckets", headers=h, timeout=10)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "token_expired"
+
+
+@pytest.mark.parametrize("user,method,path,body", [
+    ("noroles", "get", "/download/buckets", None),
+    ("emitter1", "get", "/download/files", None),
+    ("viewer_d1", "post", "/emission/uploads", {"file_name": "a.zip", "size_bytes": 10}),
+    ("pm1", "get", "/download/metadata", None),
+    ("viewer_state", "post", "/dataset/v1/request/submit", {"request": {}}),
+    ("creator_d1", "get", "/admin/job-runs", None),
+    ("emitter1", "get", "/admin/files", None),
+    ("viewer_d1", "get", "/admin/logs/intake", None),
+    ("noscope", "get", "/download/files", None),
+])
+def test_every_role_and_scope_refusal_is_403(api, tokens, user, method, path, body):
+    r = getattr(requests, method)(api["url"] + path, headers=tokens[user], json=body, timeout=10)
+    assert r.status_code == 403, r.text
+    err = r.json()["error"]
+    assert err["code"] in ("forbidden_role", "forbidden_scope") and user in err["message"]
+
+
+def test_openapi_and_error_shape(api):
+    doc = requests.get(f"{api['url']}/openapi.json", timeout=10).json()
+    assert "/emission/uploads" in doc["paths"] and "/download/uri" in doc["paths"]
+    r = requests.get(f"{api['url']}/nope", timeout=10)
+    assert r.status_code == 404 and set(r.json()["error"]) >= {"status", "code", "message"}
+    r = requests.post(f"{api['url']}/emission/uploads", data=b"x" * 2_000_000, timeout=10)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+
+
+# -- downloads, filtered by scope -----------------------------------------------------------------------------
+
+def test_district_viewer_lists_and_downloads_only_their_district(api, tokens):
+    u, h = api["url"], tokens["viewer_d1"]
+    files = requests.get(f"{u}/download/files", headers=h, timeout=10).json()["files"]
+    assert sorted(f["path"] for f in files) == ["student_attendance/overall/block.csv",
+                                                "student_attendance/overall/block.json",
+                                                "student_attendance/overall/district.json"]   # no state file
+    meta = requests.get(f"{u}/download/metadata", headers=h, timeout=10).json()
+    assert meta["scope"] == "district:7501" and len(meta["files"]) == 3
+    for path, want in [("student_attendance/overall/block.json", ["750101", "750102"]),
+                       ("student_attendance/overall/district.json", [None])]:
+        link = requests.get(f"{u}/download/uri", params={"path": path}, headers=h, timeout=10).json()
+        assert "X-Amz" not in link["url"]   # a scoped user never gets the raw object
+        doc = requests.get(link["url"], timeout=10).json()
+        assert {r["district_id"] for r in doc["data"]} == {"7501"}
+        assert [r.get("block_id") for r in doc["data"]] == want
+    link = requests.get(f"{u}/download/uri", params={"path": "student_attendance/overall/block.csv"},
+                        headers=h, timeout=10).json()
+    assert requests.get(link["url"], timeout=10).text.splitlines() == [
+        "block_id,district_id,state_id,attendance_pct", "750101,7501,75,90"]
+    # a block user sees only the block file, with its one row
+    hb = tokens["viewer_b1"]
+    assert {f["level"] for f in requests.get(f"{u}/download/files", headers=hb, timeout=10).json()["files"]} \
+        == {"block"}
+    link = requests.get(f"{u}/download/uri", params={"path": "student_attendance/overall/block.json"},
+                        headers=hb, timeout=10).json()
+    assert [r["block_id"] for r in requests.get(link["url"], timeout=10).json()["data"]] == ["750101"]
+
+
+@pytest.mark.parametrize("path", [
+    "student_attendance/overall/state.json",          # coarser than the scope
+    "../output/_runs/r1/student_attendance/overall/state.json",
+    "student_attendance/overall/../overall/state.json",
+    "student_attendance/overall/%2e%2e/state.json",
+    "student_attendance%2Foverall%2Fstate.json",
+    "/etc/passwd",
+    "student_attendance\\overall\\state.json",
+    "_runs/r1/student_attendance/overall/state.json",
+    "metadata.json",
+    "_current.json",
+    "student_attendance/overall/./district.json",
+    "s3a://bucket/output/student_attendance/overall/state.json",
+])
+def test_district_viewer_cannot_reach_other_rows_by_any_path(api, tokens, path):
+    r = requests.get(f"{api['url']}/download/uri", params={"path": path}, headers=tokens["viewer_d1"], timeout=10)
+    assert r.status_code in (400, 404), r.text
+    assert "url" not in r.json()
+
+
+def test_tampered_or_expired_download_link_is_refused(api, tokens):
+    u = api["url"]
+    link = requests.get(f"{u}/download/uri", params={"path": "student_attendance/overall/district.json"},
+                        headers=tokens["viewer_d1"], timeout=10).json()["url"]
+    body, mac = link.split("t=")[1].split(".")
+    import base64
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    claims["s"] = "state"   # widen the scope
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    r = requests.get(f"{u}/download/file", params={"t": f"{forged}.{mac}"}, timeout=10)
+    assert r.status_code == 403 and "signature" in r.json()["error"]["message"]
+
+
+def test_state_viewer_gets_presigned_get_of_the_whole_file(api, tokens):
+    link = requests.get(f"{api['url']}/download/uri", params={"path": "student_attendance/overall/state.json"},
+                        headers=tokens["viewer_state"], timeout=10).json()
+    doc = requests.get(link["url"], timeout=10).json()   # local output: a signed link, unfiltered
+    assert doc["data"][0]["state_id"] == "75"
+
+
+# -- emission -------------------------------------------------------------------------------------------------
+
+def test_emitter_uploads_by_presigned_url_once_and_intake_loads_it(api, tokens, tmp_path, spark, monkeypatch):
+    u, h = api["url"], tokens["emitter1"]
+    data = zip_bytes(tmp_path)
+    grant = requests.post(f"{u}/emission/uploads", json={"file_name": "mgmt.zip", "size_bytes": len(data)},
+                          headers=h, timeout=10).json()
+    assert "X-Amz-Signature" in grant["url"]
+    ack = requests.get(f"{u}/emission/uploads/{grant['upload_id']}", headers=h, timeout=10).json()
+    assert ack["status"] == "awaiting_upload"
+    assert requests.put(grant["url"], data=data, headers=grant["headers"], timeout=30).status_code == 200
+    again = requests.put(grant["url"], data=b"evil" + data[4:], headers=grant["headers"], timeout=30)
+    assert again.status_code in (403, 412)   # used once: the object exists (If-None-Match: * is signed)
+    no_cond = requests.put(grant["url"], data=data, timeout=30)
+    assert no_cond.status_code == 403        # dropping the signed condition breaks the signature
+    ack = requests.get(f"{u}/emission/uploads/{grant['upload_id']}", headers=h, timeout=10).json()
+    assert ack["status"] == "received" and ack["acknowledgement"]["size_bytes"] == len(data)
+    # the next intake run loads it
+    from cqube_spark.runner import run_job
+
+    for k, v in api["env"].items():
+        if k.startswith("CQUBE_") or k.startswith("AWS_"):
+            monkeypatch.setenv(k, v)
+    assert run_job("intake", params=["greatExpectations=false"]) == 0
+    ack = requests.get(f"{u}/emission/uploads/{grant['upload_id']}", headers=h, timeout=10).json()
+    assert ack["status"] == "processed"
+    assert [(f["member"], f["status"], f["loaded_rows"]) for f in ack["files"]] == \
+        [("school_management_master.csv", "loaded", 2)]
+    # another emitter's upload is not visible; the admin sees the file and the intake run
+    assert requests.get(f"{u}/emission/uploads/{grant['upload_id']}", headers=tokens["viewer_d1"],
+                        timeout=10).status_code == 403
+    files = requests.get(f"{u}/admin/files", headers=tokens["admin1"], timeout=10).json()["files"]
+    assert [f["status"] for f in files] == ["loaded"]
+    runs = requests.get(f"{u}/admin/job-runs", headers=tokens["admin1"], timeout=10).json()["runs"]
+    assert runs[0]["model"] == "intake" and runs[0]["status"] == "SUCCESS"
+    logs = requests.get(f"{u}/admin/logs/intake", params={"lines": 5}, headers=tokens["admin1"], timeout=10)
+    assert logs.status_code == 200 and 0 < len(logs.json()["lines"]) <= 5
+    metrics = requests.get(f"{u}/metrics", timeout=10).text
+    assert 'cqube_files{status="loaded"} 1.0' in metrics
+    assert 'cqube_job_last_success_timestamp_seconds{job="intake"}' in metrics
+    assert "cqube_api_request_seconds_bucket" in metrics
+
+
+def test_local_upload_link_works_once_and_expires(api, tokens, tmp_path):
+    u, h = api["local_url"], tokens["emitter1"]
+    data = zip_bytes(tmp_path)
+    grant = requests.post(f"{u}/emission/uploads", json={"file_name": "m.zip", "size_bytes": len(data)},
+                          headers=h, timeout=10).json()
+    assert requests.put(grant["url"], data=data, timeout=10).status_code == 201
+    again = requests.put(grant["url"], data=data, timeout=10)
+    assert again.status_code == 410 and "already used" in again.json()["error"]["message"]
+    assert list((api["local_root"] / "emission").rglob("*_m.zip"))[0].read_bytes() == data
+    late = requests.post(f"{u}/emission/uploads", json={"file_name": "late.zip", "size_bytes": len(data)},
+                         headers=h, timeout=10).json()
+    time.sleep(2.5)   # this server's links live 2 s
+    r = requests.put(late["url"], data=data, timeout=10)
+    assert r.status_code == 403 and "expired" in r.json()["error"]["message"]
+    bad = requests.post(f"{u}/emission/uploads", json={"file_name": "../../x.zip", "size_bytes": 3},
+                        headers=h, timeout=10)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "file_name"
+
+
+def test_emit_client_zips_with_manifest_and_uploads(api, tokens, tmp_path):
+    from cqube_spark.api import emit
+
+    folder = tmp_path / "state"
+    folder.mkdir()
+    (folder / "school_management_master.csv").write_text(MGMT_HEADER + '\n1|"Govt"|\n2|"Tribal"|\n3|"A"|\n')
+    ack = emit.emit(str(folder), api["local_url"], tokens["emitter1"]["Authorization"].split()[1])
+    assert ack["status"] == "received" and ack["acknowledgement"]["file_name"] == "state.zip"
+    z = [p for p in (api["local_root"] / "emission").rglob("*_state.zip")][0]
+    with zipfile.ZipFile(z) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+    assert manifest["files"] == [{"name": "school_management_master.csv", "records": 3,
+                                  "size_bytes": len((folder / "school_management_master.csv").read_bytes())}]
+
+
+# -- exhaust requests -------------------------------------------------------------------------------------------
+
+def test_exhaust_request_submit_read_list(api, tokens):
+    u, h = api["url"], tokens["pm1"]
+    tag = f"api-{uuid.uuid4().hex[:6]}"
+    body = {"id": "ekstep.analytics.dataset.request.submit", "request": {
+        "tag": tag, "dataset": "program-user-exhaust", "encryptionKey": "k3y-secret",
+        "datasetConfig": {"filters": [{"table_name": "program_enrollment", "table_filters": [
+            {"name": "program_id", "operator": "=", "value": "P1"}]}]}}}
+    r = requests.post(f"{u}/dataset/v1/request/submit", json=body, headers=h, timeout=10)
+    assert r.status_code == 200, r.text
+    res = r.json()["result"]
+    assert res["status"] == "SUBMITTED" and "k3y-secret" not in r.text
+    got = requests.get(f"{u}/dataset/v1/request/read/{tag}", params={"request_id": res["requestId"]},
+                       headers=h, timeout=10).json()["result"]
+    assert got["requestId"] == res["requestId"]
+    assert requests.get(f"{u}/dataset/v1/request/list/{tag}", headers=h, timeout=10).json()["result"]["count"] == 1
+    bad = dict(body, request={**body["request"], "encryptionKey": ""})
+    r = requests.post(f"{u}/dataset/v1/request/submit", json=bad, headers=h, timeout=10)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "request.encryptionKey"
+    bad = dict(body, request={**body["request"], "datasetConfig": {"filters": "x"}})
+    r = requests.post(f"{u}/dataset/v1/request/submit", json=bad, headers=h, timeout=10)
+    assert r.status_code == 422 and "Not a Valid Request" in r.json()["error"]["message"]

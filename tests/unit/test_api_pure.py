@@ -1,0 +1,96 @@
+"""Pure pieces of the API: scope parsing and filters, path safety, signed links, log files."""
+import datetime as dt
+import json
+
+import pytest
+
+from cqube_spark import logs
+from cqube_spark.api import signing
+from cqube_spark.api.auth import principal, require
+from cqube_spark.api.errors import ApiError
+from cqube_spark.api.outputs import filter_csv, filter_json
+from cqube_spark.api.scope import parse_scope, safe_relpath
+
+
+def test_scope_parse_levels_and_rows():
+    d = parse_scope("district:2101")
+    assert (d.level, d.unit, str(d)) == ("district", "2101", "district:2101")
+    assert d.sees_level("school") and d.sees_level("district") and not d.sees_level("state")
+    assert d.sees_row({"district_id": "2101"}) and not d.sees_row({"district_id": "2102"})
+    assert not d.sees_row({"state_id": "21"})
+    assert parse_scope("state").sees_level("state")
+    for bad in ("district", "district:", "country:1", "district:1/../2", "state:1", "district:a b"):
+        with pytest.raises(ValueError):
+            parse_scope(bad)
+
+
+@pytest.mark.parametrize("path", ["../x.json", "a/../b.json", "/etc/passwd", "a//b", "a/./b", "a%2e%2e/b",
+                                  "a\\b", "a\x00b", "s3a://b/k", "", "x" * 600, "a/\u0065\u0301.json"])
+def test_safe_relpath_refuses(path):
+    with pytest.raises(ValueError):
+        safe_relpath(path)
+
+
+def test_safe_relpath_accepts_plain():
+    assert safe_relpath("pat/monthly/2020-07/by_grade/district.json") == "pat/monthly/2020-07/by_grade/district.json"
+
+
+def test_filters_keep_only_the_unit():
+    s = parse_scope("block:11")
+    doc = {"data": [{"block_id": "11", "v": 1}, {"block_id": "12", "v": 2}, {"district_id": "1"}], "kpi": "k"}
+    out = json.loads(filter_json(json.dumps(doc).encode(), s))
+    assert out["data"] == [{"block_id": "11", "v": 1}] and out["kpi"] == "k" and out["scope"] == "block:11"
+    assert filter_csv(b"block_id,v\n11,1\n12,2\n", s) == b"block_id,v\n11,1\n"
+    assert filter_csv(b"district_id,v\n1,1\n", s) == b"district_id,v\n"   # no block column: nothing
+
+
+def test_signed_links_expire_and_resist_tampering():
+    t = signing.sign("k", {"p": "a.json"}, 60, now=1000)
+    assert signing.verify("k", t, now=1059)["p"] == "a.json"
+    with pytest.raises(signing.BadSignature, match="expired"):
+        signing.verify("k", t, now=1061)
+    with pytest.raises(signing.BadSignature, match="signature"):
+        signing.verify("other", t, now=1000)
+    body, mac = t.split(".")
+    with pytest.raises(signing.BadSignature):
+        signing.verify("k", body[:-2] + "xx." + mac, now=1000)
+
+
+def test_principal_roles_scope_and_require():
+    p = principal({"sub": "s", "preferred_username": "u", "realm_access": {"roles": ["emitter", "other"]},
+                   "cqube_scope": "district:9"})
+    assert p.roles == {"emitter"} and str(p.scope) == "district:9"
+    require(p, "emitter")
+    with pytest.raises(ApiError) as e:
+        require(p, "report_viewer")
+    assert e.value.status == 403 and "u lacks the role" in e.value.message
+    bad = principal({"sub": "s", "realm_access": {"roles": ["report_viewer"]}, "cqube_scope": "district:../1"})
+    with pytest.raises(ApiError) as e:
+        require(bad, "report_viewer", scoped=True)
+    assert e.value.code == "forbidden_scope"
+
+
+def test_log_files_per_job_and_day_kept_seven_days(tmp_path):
+    folder = logs.log_to_file("unit-job", name="cqube-unit-test", base=str(tmp_path))
+    old = tmp_path / "unit-job" / "2000-01-01.log"
+    old.write_text("old\n")
+    logs.get_logger("r1", "cqube-unit-test").info("hello", n=1)
+    logs.prune(folder, today=dt.date.today())
+    assert not old.exists()
+    lines = logs.tail("unit-job", 5, base=str(tmp_path))
+    assert json.loads(lines[-1])["msg"] == "hello" and json.loads(lines[-1])["n"] == 1
+    with pytest.raises(ValueError):
+        logs.tail("../etc", 5, base=str(tmp_path))
+
+
+def test_serve_config_loads_with_env_overrides_and_names_bad_fields(tmp_path):
+    from cqube_spark.api import config
+    from cqube_spark.config import ConfigError
+
+    s = config.load(env={"CQUBE_API_PORT": "9999", "CQUBE_DATA_ROOT": str(tmp_path)})
+    assert (s.host, s.port, s.audience, s.upload_url_expiry_s) == ("127.0.0.1", 9999, "cqube-api", 300)
+    assert s.jwks.endswith("/realms/cqube/protocol/openid-connect/certs")
+    bad = tmp_path / "serve.json"
+    bad.write_text(json.dumps({"model": "serve", "modelParams": {"issuer": "x", "audience": "a"}}))
+    with pytest.raises(ConfigError, match=r"\$\.modelParams\.issuer"):
+        config.load(bad, env={})
