@@ -100,7 +100,9 @@ def test_metadata_lists_every_file(runs):
     out, first, _s, meta, meta2 = runs
     assert meta["run_id"] and meta["generated_at"]
     listed = {f["path"]: f for f in meta["files"]}
-    assert set(listed) == set(first) - {"metadata.json"}
+    report = {p for p in first if p.startswith("report/")}     # the report stage's files: report/metadata.json lists them
+    assert "report/index.html" in report and "report/metadata.json" in report
+    assert set(listed) == set(first) - {"metadata.json"} - report
     for path, f in listed.items():
         assert f["rows"] == len(json.loads(first[path])["data"]) if path.endswith(".json") else True
         assert {"kpi", "level", "period", "period_type", "as_of", "rows", "format", "sha256"} <= f.keys()
