@@ -315,7 +315,7 @@ class Intake:
                 self.files_done += 1
                 progress.step(f"file {self.files_done} of {self.files_total} loaded", name)
             ctx.log.info("file loaded", source=name, file=parts, rows=s["total_rows"], loaded=s["processed_rows"],
-                         quarantined=s["quarantined_rows"], seconds=s["duration_s"])
+                         quarantined=s["quarantined_rows"], seconds=s["duration_s"], steps=res.steps)
             done.append((row, res))
         return done
 

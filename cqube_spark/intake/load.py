@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -121,6 +122,20 @@ def silver_keys(spec: SourceSpec) -> list[str]:
 class FileResult:
     summary: dict
     validation: dict | None
+    steps: dict | None = None      # seconds per step (logged with "file loaded")
+
+
+class _Steps(dict):
+    """Wall seconds per step of a file's load, for the JSON log."""
+
+    def __init__(self):
+        super().__init__()
+        self._t = time.monotonic()
+
+    def done(self, step: str) -> None:
+        now = time.monotonic()
+        self[step] = round(now - self._t, 3)
+        self._t = now
 
 
 def _delta_exists(spark, path: str) -> bool:
@@ -189,7 +204,9 @@ def load_file(ctx, spec: SourceSpec, parts_uri: str, file_label: str, meta: dict
     spark = ctx.spark
     run_id = ctx.run_id
     started = dt.datetime.now()
+    steps = _Steps()
     refs, skipped = reference_frames(spark, ctx.lake, spec)
+    steps.done("references")
     raw_names = [safe_name(c.name) for c in spec.columns]
     with loading_conf(spark):
         lines = read_lines(spark, parts_uri, file_label, spec.header)
@@ -201,14 +218,16 @@ def load_file(ctx, spec: SourceSpec, parts_uri: str, file_label: str, meta: dict
                   .persist(StorageLevel.MEMORY_AND_DISK))
         v = cached.select(F.lit(file_label).alias("_file"), "*", F.lit(run_id).alias("_run_id"))
         try:
-            return _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, run_ge, lines,
-                                start_month)
+            res = _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, run_ge, lines,
+                               start_month, steps)
+            res.steps = dict(steps)
+            return res
         finally:
             cached.unpersist()
 
 
 def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, run_ge, lines,
-                 start_month: int = 6) -> FileResult:
+                 start_month: int = 6, steps: _Steps | None = None) -> FileResult:
     """``lines``: the file's raw lines (not cached: using them reads the file again). The raw text of valid
     rows is not in ``v``, and a conflicting duplicate is a valid row that still goes to quarantine with it."""
     spark, run_id = ctx.spark, ctx.run_id
@@ -217,6 +236,8 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
     create_opts = {} if _delta_exists(spark, bronze) else {STATS_COLUMNS: "_file,_line,_run_id"}
     (v.select(*raw_names, "_file", "_line", "_run_id").write.format("delta").mode("append")
      .option("mergeSchema", "true").options(**create_opts).save(bronze))
+    steps = steps if steps is not None else _Steps()
+    steps.done("bronze")
 
     # 2. per-file counts in one aggregation (rows, blank lines, nulls per column) + violations by rule
     active = [safe_name(c.name) for c in spec.active_columns]
@@ -237,6 +258,7 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
         by_rule_rows = {r.rule: int(r.primary) for r in vr if r.primary}
     else:
         violations_by_rule = {}
+    steps.done("counts")
 
     # 3. Great Expectations on the structurally sound rows (typed frame, cached above)
     validation = None
@@ -245,6 +267,7 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
         validation = expectations.run_suite(sound, spec)
         validation.update({"source": spec.name, "file": file_label, "run_id": run_id,
                            "sha256": meta.get("sha256")})
+        steps.done("great_expectations")
 
     # 4. dedupe the valid rows, quarantine rejected + conflicting rows
     valid = v.where(F.size(VIOLATIONS) == 0)
@@ -260,6 +283,7 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
             dup_counts = {"keep": total - invalid}
         conflicts = dup_counts.get("conflict", 0)
         quarantined = invalid + conflicts
+        steps.done("dedupe")
         if quarantined:
             q = v.where(F.size(VIOLATIONS) > 0)
             if conflicts:
@@ -275,6 +299,7 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
             if conflicts:
                 by_rule_rows["duplicate_conflict"] = by_rule_rows.get("duplicate_conflict", 0) + conflicts
                 violations_by_rule["duplicate_conflict"] = violations_by_rule.get("duplicate_conflict", 0) + conflicts
+            steps.done("quarantine")
 
         # 5. silver: conform, overlap (attendance), MERGE
         loaded_at = dt.datetime.now().replace(microsecond=0)
@@ -294,6 +319,7 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
             silver = silver.drop("_overlap_ignored")
         processed = dup_counts.get("keep", 0)
         merged = merge_silver(spark, path, silver, spec)
+        steps.done("silver")
         if merged["inserted"] is None:
             merged["inserted"] = processed
     finally:
