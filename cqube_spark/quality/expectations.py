@@ -41,7 +41,7 @@ import os
 import threading
 from typing import Any, Dict, Optional
 
-from cqube_spark.quality.rules import broken, column_checks
+from cqube_spark.quality.rules import broken_sql, column_checks
 from cqube_spark.quality.spec import SourceSpec
 
 _CONTEXT: Any = None
@@ -87,9 +87,10 @@ def _register() -> None:
                         domain_type=MetricDomainTypes.TABLE)
         def _spark(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics,
                    runtime_configuration):
-            counts = [F.sum(broken(c).cast("long")).alias(f"c{i}")
-                      for i, c in enumerate(metric_value_kwargs["checks"])]
-            return F.struct(*counts), metric_domain_kwargs, {}
+            # one SQL expression for the whole struct: a Column per check costs ~10 Python → JVM calls each
+            counts = ", ".join(f"'c{i}', sum(CAST({broken_sql(c)} AS BIGINT))"
+                               for i, c in enumerate(metric_value_kwargs["checks"]))
+            return F.expr(f"named_struct({counts})"), metric_domain_kwargs, {}
 
     class ExpectRuleToHold(BatchExpectation):
         """Expect no row to break any check of one row-level rule (``checks`` from ``rules.column_checks``)."""

@@ -30,6 +30,7 @@ CONTROL_CHARS = "[\\x00-\\x09\\x0B\\x0C\\x0E-\\x1F\\x7F\\uFFFD]"
 TYPED_PREFIX = "__t_"
 VIOLATIONS = "_violations"
 RAW = "_raw"
+QUOTE_CHAR = "'"
 META = ["_file", "_line"]
 # A reference table with at most this many distinct keys is checked with a hash set (Spark's InSet) in the
 # rules' projection; a larger one with a broadcast join. The set avoids a join that copies every parsed row
@@ -51,8 +52,27 @@ def spark_type(t: str) -> str:
             "date": "date", "timestamp": "timestamp"}.get(t, t)
 
 
-def cast_expr(raw: SparkColumn, col) -> SparkColumn:
-    """``try_cast`` semantics: NULL when the text is not a value of the declared type.
+def ident(name: str) -> str:
+    """A column name quoted for a Spark SQL expression."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def sql_lit(value) -> str:
+    """A Python value as a Spark SQL literal of the type ``F.lit`` would give it (a float is a DOUBLE)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"CAST('{value!r}' AS DOUBLE)"
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def cast_sql(raw: str, col) -> str:
+    """``try_cast`` semantics, as SQL over the raw value ``raw``: NULL when the text is not a value of the
+    declared type.
 
     Written as a plain cast, which returns NULL on bad text when ``spark.sql.ansi.enabled`` is false (the
     project default; :func:`cqube_spark.intake.load.loading_conf` enforces it while a file is validated).
@@ -63,16 +83,12 @@ def cast_expr(raw: SparkColumn, col) -> SparkColumn:
     if t == "string":
         return raw
     if t in ("date", "timestamp") and col.format:
-        ts = F.try_to_timestamp(raw, F.lit(col.format))
-        return F.to_date(ts) if t == "date" else ts
-    typed = raw.cast(spark_type(t))
+        ts = f"try_to_timestamp({raw}, {sql_lit(col.format)})"
+        return f"to_date({ts})" if t == "date" else ts
+    typed = f"CAST({raw} AS {spark_type(t)})"
     if t in ("int", "long"):
-        typed = F.when(~raw.contains("."), typed)
+        typed = f"CASE WHEN NOT contains({raw}, '.') THEN {typed} END"
     return typed
-
-
-def _lit_list(values) -> list:
-    return list(values)
 
 
 def _violation(rule: str, column: str | None, reason: SparkColumn | str) -> SparkColumn:
@@ -81,14 +97,27 @@ def _violation(rule: str, column: str | None, reason: SparkColumn | str) -> Spar
                     reason_col.cast("string").alias("reason"))
 
 
-def _short(c: SparkColumn, n: int = 60) -> SparkColumn:
-    return F.coalesce(F.substring(c, 1, n), F.lit("NULL"))
+def _violation_sql(rule: str, column: str | None, reason_sql: str) -> str:
+    """The violation struct as SQL (``reason_sql`` an SQL expression)."""
+    return (f"named_struct('rule', {sql_lit(rule)}, 'column', CAST({sql_lit(column)} AS STRING), "
+            f"'reason', CAST({reason_sql} AS STRING))")
+
+
+QUOTE = sql_lit(QUOTE_CHAR)
+
+
+def _short(c: str, n: int = 60) -> str:
+    return f"coalesce(substring({c}, 1, {n}), 'NULL')"
 
 
 def parse(lines: DataFrame, spec: SourceSpec) -> DataFrame:
     """Split the raw line into the spec's columns (strings, NULL tokens → NULL) and type the active ones.
 
     Keeps ``_file``, ``_line`` (and any other meta columns), adds ``_raw`` (the line) and ``_ncols``.
+
+    The per-column expressions are written as SQL text and parsed by Spark in one call per projection:
+    built with the Column API, every operator is a Python → JVM call (a 230-column UDISE file took
+    ~200,000 calls, 47 s, to plan its rules; as SQL text it takes a few hundred).
     """
     n = len(spec.columns)
     delim = re.escape(spec.delimiter)
@@ -99,24 +128,25 @@ def parse(lines: DataFrame, spec: SourceSpec) -> DataFrame:
         parsed = F.from_csv(value, schema, {"sep": spec.delimiter, "nullValue": "\u0000none", "mode": "PERMISSIVE"})
         ncols = F.size(F.split(F.regexp_replace(value, '"(?:[^"]|"")*"', ""), delim, -1))
         split = lines.select(*meta, value.alias(RAW), ncols.alias("_ncols"), parsed.alias("__fields"))
-        fields = [F.col("__fields")[f"c{i}"] for i in range(n)]
+        fields = [f"`__fields`.`c{i}`" for i in range(n)]
     else:
         split = lines.select(*meta, value.alias(RAW), F.split(value, delim, -1).alias("__fields"))
         split = split.select(*meta, RAW, F.size("__fields").alias("_ncols"), "__fields")
-        fields = [F.get(F.col("__fields"), i) for i in range(n)]
+        fields = [f"get(`__fields`, {i})" for i in range(n)]
     # The line is split once, in its own projection: the field expressions below refer to each field several
     # times, and Spark does not merge projections that would repeat a costly expression (the split).
-    nulls = [v for v in spec.null_values]
+    nulls = ", ".join(sql_lit(v) for v in spec.null_values)
     raw_cols = []
     for c, f in zip(spec.columns, fields):
         if not spec.quote:  # strip one pair of surrounding double quotes ("ManagementId")
-            f = F.when(f.startswith('"') & f.endswith('"') & (F.length(f) >= 2),
-                       f.substr(F.lit(2), F.length(f) - 2)).otherwise(f)
-        f = F.when(f.isin(nulls), F.lit(None).cast("string")).otherwise(f) if nulls else f
-        raw_cols.append(f.alias(safe_name(c.name)))
-    df = split.select(*meta, RAW, "_ncols", *raw_cols)
-    typed = [cast_expr(F.col(safe_name(c.name)), c).alias(typed_name(c.name)) for c in spec.active_columns]
-    return df.select("*", *typed)
+            f = (f"CASE WHEN startswith({f}, '\"') AND endswith({f}, '\"') AND length({f}) >= 2 "
+                 f"THEN substr({f}, 2, length({f}) - 2) ELSE {f} END")
+        if nulls:
+            f = f"CASE WHEN ({f}) IN ({nulls}) THEN CAST(NULL AS STRING) ELSE {f} END"
+        raw_cols.append(f"{f} AS {ident(safe_name(c.name))}")
+    df = split.selectExpr(*map(ident, meta), ident(RAW), "_ncols", *raw_cols)
+    typed = [f"{cast_sql(ident(safe_name(c.name)), c)} AS {ident(typed_name(c.name))}" for c in spec.active_columns]
+    return df.selectExpr("*", *typed)
 
 
 def with_references(df: DataFrame, spec: SourceSpec, refs: Mapping[str, DataFrame]) -> DataFrame:
@@ -154,19 +184,20 @@ def with_references(df: DataFrame, spec: SourceSpec, refs: Mapping[str, DataFram
     return df
 
 
-def any_of(conds: list[SparkColumn]) -> SparkColumn:
-    """``c1 OR c2 OR ...`` as a balanced tree: a left-deep chain of hundreds of ORs (a 230-column UDISE
-    spec has ~700 rules) overflows the analyzer's stack in a JVM whose code is not compiled yet."""
+def any_of(conds: list[str]) -> str:
+    """``c1 OR c2 OR ...`` (SQL) as a balanced tree: a left-deep chain of hundreds of ORs (a 230-column
+    UDISE spec has ~700 rules) overflows the analyzer's stack in a JVM whose code is not compiled yet."""
     if not conds:
-        return F.lit(False)
+        return "false"
     while len(conds) > 1:
-        conds = [conds[i] | conds[i + 1] if i + 1 < len(conds) else conds[i] for i in range(0, len(conds), 2)]
+        conds = [f"({conds[i]} OR {conds[i + 1]})" if i + 1 < len(conds) else conds[i]
+                 for i in range(0, len(conds), 2)]
     return conds[0]
 
 
-def _check(broken: SparkColumn, violation: SparkColumn) -> tuple[SparkColumn, SparkColumn]:
-    """A rule as (broken, violation): ``broken`` is never NULL, the struct is built only when it is true."""
-    return F.coalesce(broken, F.lit(False)), violation
+def _check(broken_sql: str, violation_sql: str) -> tuple[str, str]:
+    """A rule as (broken, violation), SQL: ``broken`` is never NULL, the struct is built only when it is true."""
+    return f"coalesce({broken_sql}, false)", violation_sql
 
 
 def column_checks(spec: SourceSpec) -> list[dict]:
@@ -204,101 +235,117 @@ def column_checks(spec: SourceSpec) -> list[dict]:
     return out
 
 
-def broken(check: dict) -> SparkColumn:
-    """Whether a row breaks one of :func:`column_checks` (never NULL)."""
+def broken_sql(check: dict) -> str:
+    """Whether a row breaks one of :func:`column_checks`, as SQL (never NULL)."""
     rule = check["rule"]
-    raw = F.col(check["raw"]) if "raw" in check else None
-    typed = F.col(check["typed"]) if "typed" in check else None
+    raw = ident(check["raw"]) if "raw" in check else None
+    typed = ident(check["typed"]) if "typed" in check else None
     if rule == "mandatory_missing":
-        cond = raw.isNull()
+        cond = f"{raw} IS NULL"
     elif rule == "type_mismatch":
-        cond = raw.isNotNull() & typed.isNull()
+        cond = f"{raw} IS NOT NULL AND {typed} IS NULL"
     elif rule == "max_length":
-        cond = F.length(raw) > check["max_length"]
+        cond = f"length({raw}) > {int(check['max_length'])}"
     elif rule == "pattern_mismatch":
-        cond = raw.isNotNull() & ~raw.rlike(check["pattern"])
+        cond = f"{raw} IS NOT NULL AND NOT ({raw} RLIKE {sql_lit(check['pattern'])})"
     elif rule == "out_of_domain" and "domain" in check:
-        cond = typed.isNotNull() & ~typed.isin(_lit_list(check["domain"]))
+        values = ", ".join(sql_lit(v) for v in check["domain"])
+        cond = f"{typed} IS NOT NULL AND NOT ({typed} IN ({values}))" if values else f"{typed} IS NOT NULL"
     elif rule == "out_of_domain":
-        out = F.lit(False)
+        out = ["false"]
         if check.get("min") is not None:
-            out = out | (typed < F.lit(check["min"]))
+            out.append(f"{typed} < {sql_lit(check['min'])}")
         if check.get("max") is not None:
-            out = out | (typed > F.lit(check["max"]))
-        cond = typed.isNotNull() & out
+            out.append(f"{typed} > {sql_lit(check['max'])}")
+        cond = f"{typed} IS NOT NULL AND ({' OR '.join(out)})"
     elif rule == "invalid_latlong":
-        tl, tg = F.col(check["typed_lat"]), F.col(check["typed_lon"])
-        cond = (tl.isNotNull() & ~tl.between(*INDIA_LAT)) | (tg.isNotNull() & ~tg.between(*INDIA_LON))
+        tl, tg = ident(check["typed_lat"]), ident(check["typed_lon"])
+        (a, b), (c, d) = (map(sql_lit, INDIA_LAT), map(sql_lit, INDIA_LON))
+        cond = (f"({tl} IS NOT NULL AND NOT ({tl} >= {a} AND {tl} <= {b})) OR "
+                f"({tg} IS NOT NULL AND NOT ({tg} >= {c} AND {tg} <= {d}))")
     elif rule == "marks_above_max":
-        obtained, mx = typed.cast("double"), F.col(check["max_typed"]).cast("double")
-        cond = obtained.isNotNull() & mx.isNotNull() & (obtained > mx)
+        obtained, mx = f"CAST({typed} AS DOUBLE)", f"CAST({ident(check['max_typed'])} AS DOUBLE)"
+        cond = f"{obtained} IS NOT NULL AND {mx} IS NOT NULL AND {obtained} > {mx}"
     else:
         raise ValueError(f"unknown row-level rule {rule!r}")
-    return F.coalesce(cond, F.lit(False))
+    return f"coalesce({cond}, false)"
 
 
-def _reason(check: dict) -> SparkColumn:
+def broken(check: dict) -> SparkColumn:
+    """:func:`broken_sql` as a column."""
+    return F.expr(broken_sql(check))
+
+
+def _quoted(value_sql: str, after: str) -> str:
+    """``'<value>'<after>`` as SQL (the value shortened, NULL shown as NULL)."""
+    return f"concat({QUOTE}, {_short(value_sql)}, {sql_lit(QUOTE_CHAR + after)})"
+
+
+def _reason(check: dict) -> str:
+    """Why a row breaks a check, as SQL text (the quarantine's ``reason``)."""
     rule = check["rule"]
-    raw = F.col(check["raw"]) if "raw" in check else None
+    raw = ident(check["raw"]) if "raw" in check else None
     if rule == "mandatory_missing":
-        return F.lit("missing mandatory value")
+        return sql_lit("missing mandatory value")
     if rule == "type_mismatch":
-        return F.concat(F.lit(f"expected {check['type']}, got '"), _short(raw), F.lit("'"))
+        expected = sql_lit(f"expected {check['type']}, got '")
+        return f"concat({expected}, {_short(raw)}, {QUOTE})"
     if rule == "max_length":
-        return F.concat(F.lit("length "), F.length(raw).cast("string"), F.lit(f" > {check['max_length']}"))
+        limit = sql_lit(f" > {check['max_length']}")
+        return f"concat('length ', CAST(length({raw}) AS STRING), {limit})"
     if rule == "pattern_mismatch":
-        return F.concat(F.lit("'"), _short(raw), F.lit(f"' does not match {check['pattern']}"))
+        return _quoted(raw, f" does not match {check['pattern']}")
     if rule == "out_of_domain" and "domain" in check:
-        return F.concat(F.lit("'"), _short(raw), F.lit(f"' not in {check['domain']}"))
+        return _quoted(raw, f" not in {check['domain']}")
     if rule == "out_of_domain":
-        return F.concat(F.lit("'"), _short(raw), F.lit(f"' outside [{check.get('min')}, {check.get('max')}]"))
+        return _quoted(raw, f" outside [{check.get('min')}, {check.get('max')}]")
     if rule == "invalid_latlong":
-        return F.concat(F.lit("("), _short(F.col(check["lat"])), F.lit(", "), _short(F.col(check["lon"])),
-                        F.lit(") outside India (6..38 N, 68..98 E)"))
-    obtained, mx = F.col(check["typed"]).cast("double"), F.col(check["max_typed"]).cast("double")
-    return F.concat(F.lit("marks "), obtained.cast("string"), F.lit(" > max "), mx.cast("string"),
-                    F.lit(f" ({check['max_source']})"))
+        lat, lon = _short(ident(check["lat"])), _short(ident(check["lon"]))
+        return f"concat('(', {lat}, ', ', {lon}, ') outside India (6..38 N, 68..98 E)')"
+    return _marks_reason(f"CAST({ident(check['typed'])} AS DOUBLE)", f"CAST({ident(check['max_typed'])} AS DOUBLE)",
+                         check["max_source"])
 
 
-def violation_exprs(spec: SourceSpec, available: set[str]) -> list[tuple[SparkColumn, SparkColumn]]:
-    """One (broken, violation struct) pair per (rule, column): the rule fails for the row when ``broken``."""
+def _marks_reason(obtained: str, mx: str, source: str) -> str:
+    return (f"concat('marks ', CAST({obtained} AS STRING), ' > max ', CAST({mx} AS STRING), "
+            f"{sql_lit(f' ({source})')})")
+
+
+def violation_exprs(spec: SourceSpec, available: set[str]) -> list[tuple[str, str]]:
+    """One (broken, violation struct) pair of SQL expressions per (rule, column): the rule fails for the
+    row when ``broken``."""
     checks = column_checks(spec)
     row_level = [c for c in checks if c["rule"] not in ("invalid_latlong", "marks_above_max")]
-    out = [(broken(c), _violation(c["rule"], c["column"], _reason(c))) for c in row_level]
+    out = [(broken_sql(c), _violation_sql(c["rule"], c["column"], _reason(c))) for c in row_level]
     pair = {(c["rule"], c["column"]): c for c in checks if c["rule"] in ("invalid_latlong", "marks_above_max")}
     for i, fk in enumerate(spec.foreign_keys):
         if f"__fk_{i}" not in available:
             continue
         col = fk["column"]
         ref = fk["references"]
-        out.append(_check(F.col(typed_name(col)).isNotNull() & F.col(f"__fk_{i}").isNull(),
-                          _violation("unknown_foreign_key", col,
-                                     F.concat(F.lit("'"), _short(F.col(safe_name(col))),
-                                              F.lit(f"' not in {ref['source']}.{ref['column']}")))))
+        out.append(_check(f"{ident(typed_name(col))} IS NOT NULL AND `__fk_{i}` IS NULL",
+                          _violation_sql("unknown_foreign_key", col,
+                                         _quoted(ident(safe_name(col)), f" not in {ref['source']}.{ref['column']}"))))
     for i, chk in enumerate(spec.checks):
         rule = chk["rule"]
         if rule == "latlong_valid":
             c = pair[("invalid_latlong", ",".join(chk["columns"][:2]))]
-            out.append((broken(c), _violation(c["rule"], c["column"], _reason(c))))
+            out.append((broken_sql(c), _violation_sql(c["rule"], c["column"], _reason(c))))
         elif rule == "marks_not_above_max" and chk.get("max_column"):
             c = pair[("marks_above_max", chk["column"])]
-            out.append((broken(c), _violation(c["rule"], c["column"], _reason(c))))
+            out.append((broken_sql(c), _violation_sql(c["rule"], c["column"], _reason(c))))
         elif rule == "marks_not_above_max" and f"__max_{i}" in available:
-            obtained, mx = F.col(typed_name(chk["column"])).cast("double"), F.col(f"__max_{i}")
+            obtained, mx = f"CAST({ident(typed_name(chk['column']))} AS DOUBLE)", f"`__max_{i}`"
             src = f"{chk['max_from']['source']}.{chk['max_from']['column']}"
-            out.append(_check(obtained.isNotNull() & mx.isNotNull() & (obtained > mx),
-                              _violation("marks_above_max", chk["column"],
-                                         F.concat(F.lit("marks "), obtained.cast("string"), F.lit(" > max "),
-                                                  mx.cast("string"), F.lit(f" ({src})")))))
+            out.append(_check(f"{obtained} IS NOT NULL AND {mx} IS NOT NULL AND {obtained} > {mx}",
+                              _violation_sql("marks_above_max", chk["column"], _marks_reason(obtained, mx, src))))
         elif rule == "weights_sum" and "__wsum" in available:
-            where = chk.get("where") or {}
-            cond = F.lit(True)
-            for k, v in where.items():
-                cond = cond & (F.col(typed_name(k)) == F.lit(v))
-            out.append(_check(cond & (F.abs(F.col("__wsum") - F.lit(float(chk.get("total", 100)))) > 1e-6),
-                              _violation("weights_sum", chk["column"],
-                                         F.concat(F.lit("sum of active weights "), F.col("__wsum").cast("string"),
-                                                  F.lit(f" != {chk.get('total', 100)}")))))
+            cond = " AND ".join(["true"] + [f"{ident(typed_name(k))} = {sql_lit(v)}"
+                                            for k, v in (chk.get("where") or {}).items()])
+            total = chk.get("total", 100)
+            reason = f"concat('sum of active weights ', CAST(`__wsum` AS STRING), {sql_lit(f' != {total}')})"
+            out.append(_check(f"{cond} AND abs(`__wsum` - {sql_lit(float(total))}) > {sql_lit(1e-6)}",
+                              _violation_sql("weights_sum", chk["column"], reason)))
     return out
 
 
@@ -315,23 +362,21 @@ def with_violations(df: DataFrame, spec: SourceSpec) -> DataFrame:
                                                .otherwise(0.0)).over(Window.partitionBy("_file")))
     available = set(df.columns)
     n = len(spec.columns)
-    raw = F.col(RAW)
-    blank = F.trim(raw) == ""
-    wrong_count = F.col("_ncols") != n
-    structural = (F.when(blank, F.array(_violation("blank_line", None, "blank line")))
-                  .when(wrong_count, F.array(_violation(
-                      "column_count", None,
-                      F.concat(F.lit("expected "), F.lit(n), F.lit(" columns, got "), F.col("_ncols").cast("string"))))))
-    checks = [_check(raw.rlike(CONTROL_CHARS), _violation("control_characters", None,
-                                                          "control or invalid (non UTF-8) characters in the line")),
-              *violation_exprs(spec, available)]
+    blank = _violation_sql("blank_line", None, sql_lit("blank line"))
+    wrong_count = _violation_sql("column_count", None,
+                                 f"concat('expected ', {n}, ' columns, got ', CAST(`_ncols` AS STRING))")
+    structural = f"CASE WHEN trim(`{RAW}`) = '' THEN array({blank}) WHEN `_ncols` != {n} THEN array({wrong_count}) END"
+    control = _violation_sql("control_characters", None,
+                             sql_lit("control or invalid (non UTF-8) characters in the line"))
+    checks = [_check(f"`{RAW}` RLIKE {sql_lit(CONTROL_CHARS)}", control), *violation_exprs(spec, available)]
     # Most rows break no rule: test the plain conditions first and build the violation structs only for the
     # rows that break one (validating student attendance: 14.2 s → 11.4 s).
-    broken = any_of([cond for cond, _ in checks])
-    rows = F.when(broken, F.array_compact(F.array(*[F.when(c, v) for c, v in checks])))
-    rows = rows.otherwise(F.array().cast("array<struct<rule:string,column:string,reason:string>>"))
+    broken_any = any_of([cond for cond, _ in checks])
+    each = ", ".join(f"CASE WHEN {c} THEN {v} END" for c, v in checks)
+    rows = (f"CASE WHEN {broken_any} THEN array_compact(array({each})) "
+            f"ELSE CAST(array() AS array<struct<rule:string,column:string,reason:string>>) END")
     helpers = [c for c in df.columns if c.startswith("__fk_") or c.startswith("__max_") or c == "__wsum"]
-    return df.withColumn(VIOLATIONS, F.coalesce(structural, rows)).drop(*helpers, "_ncols")
+    return df.withColumn(VIOLATIONS, F.expr(f"coalesce({structural}, {rows})")).drop(*helpers, "_ncols")
 
 
 def validate(lines: DataFrame, spec: SourceSpec, refs: Mapping[str, DataFrame] | None = None) -> DataFrame:
