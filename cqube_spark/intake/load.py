@@ -153,6 +153,12 @@ def merge_silver(spark, path: str, df: DataFrame, spec: SourceSpec) -> dict:
         stats = [c for c in keys + ["year", "month", "exam_date"] if c in df.columns]
         df.write.format("delta").mode("append").option(STATS_COLUMNS, ",".join(dict.fromkeys(stats))).save(path)
         return {"inserted": None, "updated": 0}
+    table = DeltaTable.forPath(spark, path)
+    if not _any_key_exists(table.toDF(), df, keys):
+        # none of the file's keys is in silver (a new month, a new school): the MERGE would only insert, so
+        # the rows are appended (one write job; a MERGE joins the whole table first)
+        df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+        return {"inserted": None, "updated": 0}
     lineage = {"_file", "_line", "_run_id", "_loaded_at"}
     values = [c for c in df.columns if c not in keys and c not in lineage]
     day_cols = set(attendance_day_columns(spec)) if spec.overlap else set()
@@ -161,7 +167,7 @@ def merge_silver(spark, path: str, df: DataFrame, spec: SourceSpec) -> dict:
     changed = " OR ".join(f"NOT ({new_val[c]} <=> t.`{c}`)" for c in values) or "false"
     update = {f"`{c}`": new_val[c] for c in values}
     update.update({f"`{c}`": f"s.`{c}`" for c in lineage})
-    m = (DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), cond)
+    m = (table.alias("t").merge(df.alias("s"), cond)
          .whenMatchedUpdate(condition=changed, set=update).whenNotMatchedInsertAll())
     try:
         m = m.withSchemaEvolution()
@@ -170,6 +176,13 @@ def merge_silver(spark, path: str, df: DataFrame, spec: SourceSpec) -> dict:
     metrics = m.execute().collect()[0].asDict()      # Delta returns the MERGE's metrics as a one-row frame
     return {"inserted": int(metrics.get("num_inserted_rows", 0) or 0),
             "updated": int(metrics.get("num_updated_rows", 0) or 0)}
+
+
+def _any_key_exists(target: DataFrame, rows: DataFrame, keys: list[str]) -> bool:
+    """Whether any key of ``rows`` is already in ``target`` (NULL-safe, as the MERGE condition)."""
+    t = target.select(*[F.col(k).alias(f"__k_{k}") for k in keys])
+    cond = [rows[k].eqNullSafe(t[f"__k_{k}"]) for k in keys]
+    return bool(rows.select(*keys).join(t, cond, "left_semi").limit(1).collect())
 
 
 def attendance_day_columns(spec: SourceSpec) -> list[str]:
@@ -242,12 +255,10 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
     # 2. per-file counts in one aggregation (rows, blank lines, nulls per column) + violations by rule
     active = [safe_name(c.name) for c in spec.active_columns]
     sound = f"NOT exists({VIOLATIONS}, x -> x.rule IN ({', '.join(map(sql_lit, STRUCTURAL))}))"
-    aggs = ["count(1) AS total", f"sum(CASE WHEN size({VIOLATIONS}) > 0 THEN 1 ELSE 0 END) AS invalid"]
-    aggs += [f"sum(CASE WHEN {ident(c)} IS NULL AND __sound THEN 1 ELSE 0 END) AS null__{i}"
-             for i, c in enumerate(active)]
-    agg = v.selectExpr("*", f"{sound} AS __sound").selectExpr(*aggs).collect()[0]
-    total, invalid = int(agg["total"]), int(agg["invalid"] or 0)
-    nulls = {spec.active_columns[i].name: int(agg[f"null__{i}"] or 0) for i in range(len(active))}
+    counted = rules.broken_counts(v.selectExpr("*", f"{sound} AS __sound"),
+                                  ["true", f"size({VIOLATIONS}) > 0"] + [f"{ident(c)} IS NULL AND __sound" for c in active])
+    total, invalid = counted.get(0, 0), counted.get(1, 0)
+    nulls = {c.name: counted.get(i + 2, 0) for i, c in enumerate(spec.active_columns)}
     by_rule_rows = {}
     if invalid:
         vr = (v.where(F.size(VIOLATIONS) > 0).select(F.posexplode(VIOLATIONS).alias("pos", "viol"))

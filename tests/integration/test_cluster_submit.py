@@ -7,6 +7,8 @@ import pytest
 
 from cqube_spark.sample.generator import generate
 
+pytestmark = pytest.mark.serial   # a standalone cluster on fixed ports (7077, 8080...)
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
