@@ -62,8 +62,9 @@ class DayWide:
                 .select(*[c for c in rc if c != "_file"], F.date_add(FIRST, F.col("_day") - 1).alias("date"),
                         *self.day_columns, *(["_file"] if "_file" in rc else [])))
 
-    def latest(self):
-        """The latest date with a row (``max(date)`` of the long form), in one narrow pass over the wide rows."""
+    def latest(self) -> DataFrame:
+        """One row, ``d``: the latest date with a row (``max(date)`` of the long form), in one narrow pass over
+        the wide rows."""
         last = F.greatest(*[F.when(self.exists(d), F.lit(d)) for d in range(1, self.days + 1)])
-        return self.frame.select(F.max(F.date_add(F.col(FIRST), last - 1)).alias("d")).collect()[0]["d"]
+        return self.frame.select(F.max(F.date_add(F.col(FIRST), last - 1)).alias("d"))
 

@@ -5,7 +5,9 @@
 * hierarchy from the silver masters → ``gold/hierarchy`` (school grain) and ``gold/hierarchy_exceptions``;
 * per spec (``configs/kpis/<kpi>.yaml``): prep → engine → ``gold/<kpi>`` (overwritten as a whole: every
   period is recomputed from silver each run, so a rerun over the same silver and as-of writes the same rows);
-  a KPI whose silver tables do not exist yet is skipped and reported (``skipped``), not failed;
+  a KPI whose silver tables do not exist yet is skipped and reported (``skipped``), not failed. Every prep
+  runs first (plans only; each silver table is opened once), then ONE Spark job finds every KPI's latest date
+  and lineage file names (:func:`engine.facts_summary`), then the KPIs are computed and written side by side;
 * ``gold/exceptions_unknown_schools``: schools with data but not in the hierarchy (silver + quarantine).
 
 As-of: ``--as-of`` when given (for every KPI), else each KPI's latest data date. Lineage: school-level gold
@@ -93,24 +95,30 @@ def run(ctx) -> dict:
 
     hier = build_hierarchy(silver, state).persist(StorageLevel.MEMORY_AND_DISK)
     dims = {k: v.persist(StorageLevel.MEMORY_AND_DISK) for k, v in H.level_dims(hier).items()}
-    n_schools = write_gold(hier.withColumn("_run_id", F.lit(ctx.run_id)), ctx.lake("gold", "hierarchy"))
-    exc = H.exceptions(hier)
-    n_exc = write_gold(exc.withColumn("_run_id", F.lit(ctx.run_id)), ctx.lake("gold", "hierarchy_exceptions"))
-    ctx.log.info("hierarchy built", schools=n_schools, exceptions=n_exc)
 
     results: dict[str, dict] = {}
     skipped: dict[str, str] = {}
     total_rows = 0
     lock, finished = threading.Lock(), []
 
-    def one(spec):
-        """Prep, compute and write one KPI: ("done", result) or ("skipped", reason)."""
-        t0 = time.monotonic()
-        read_frames: dict = {}      # the silver frames the prep reads: their _file names are the lineage
+    for spec in specs:
+        if spec.prep not in P.PREPS:
+            raise ConfigError(spec.path, "$.prep", f"unknown prep {spec.prep!r}; known: {sorted(P.PREPS)}")
+    # 1. every KPI's fact (plans only) and the silver frames its prep read (their _file names are the lineage)
+    facts: dict[str, tuple] = {}
+    loaded: dict = {}
 
-        def reading(source, _read=silver, _frames=read_frames):
-            if source not in _frames:
-                _frames[source] = _read(source)
+    def shared(source):
+        """Every silver table is opened once for all KPIs."""
+        if source not in loaded:
+            loaded[source] = silver(source)
+        return loaded[source]
+
+    for spec in specs:
+        read_frames: dict = {}
+
+        def reading(source, _frames=read_frames):
+            _frames[source] = shared(source)
             return _frames[source]
         pc = P.PrepContext(read=reading, hierarchy=hier, dims=dims, options=spec.prep_options,
                            state=state | {"academic_year_start_month": start_month}, spec_path=spec.path)
@@ -118,12 +126,26 @@ def run(ctx) -> dict:
             fact = P.PREPS[spec.prep](pc)
         except P.MissingSource as e:
             ctx.log.info("kpi skipped", kpi=spec.name, reason=f"no silver/{e}")
-            return "skipped", f"no silver/{e}"
+            skipped[spec.name] = f"no silver/{e}"
+            continue
+        facts[spec.name] = (fact, [f for f in read_frames.values() if f is not None]
+                            if "_file" in fact.columns else None)
+
+    def summarise():
+        """2. the latest dates and lineage file names of every KPI, in one Spark job."""
+        t0 = time.monotonic()
+        out = engine.facts_summary(facts, latest=ctx.as_of is None)
+        ctx.log.info("kpi facts summarised", kpis=len(facts), seconds=round(time.monotonic() - t0, 2))
+        return out
+
+    def one(spec):
+        """Compute and write one KPI (once the summary is there)."""
+        latest, files = summary.result()[spec.name]
+        t0 = time.monotonic()
+        fact = facts[spec.name][0]
         cached: list = []
-        files = (engine.lineage_files([f for f in read_frames.values() if f is not None])
-                 if "_file" in fact.columns else None)
-        gold, as_of = engine.compute(spec, fact, hier, dims, ctx.as_of, ctx.run_id, start_month, cached=cached,
-                                     files=files)
+        gold, as_of = engine.compute(spec, fact, hier, dims, ctx.as_of or latest, ctx.run_id, start_month,
+                                     cached=cached, files=files)
         rows = write_gold(gold, ctx.lake("gold", spec.name))
         for c in cached:
             c.unpersist()
@@ -132,31 +154,30 @@ def run(ctx) -> dict:
             finished.append(spec.name)
             progress.step(f"KPI {len(finished)} of {len(specs)} computed", spec.name)
         ctx.log.info("kpi computed", kpi=spec.name, rows=rows, as_of=str(as_of or ""), seconds=result["seconds"])
-        return "done", result
+        return result
 
-    for spec in specs:
-        if spec.prep not in P.PREPS:
-            raise ConfigError(spec.path, "$.prep", f"unknown prep {spec.prep!r}; known: {sorted(P.PREPS)}")
-    # KPIs do not depend on each other: two run side by side, so one's Spark jobs run while the other's
-    # plans are being built (each KPI is a dozen small jobs; planning is much of their time on 2 cores)
+    # 3. the gold tables do not depend on each other: they are written side by side (and the hierarchy's
+    # beside the summary), so one's Spark jobs run while the other's plans are being built (planning is much
+    # of their time on 2 cores)
+    pc = P.PrepContext(read=shared, hierarchy=hier, dims=dims, options={},
+                       state=state | {"academic_year_start_month": start_month})
+    unknown = P.unknown_schools(pc, shared, quarantine)
     threads = max(1, int(params.get("threads", 2)))
     with ThreadPoolExecutor(threads, thread_name_prefix="kpi") as pool:
-        done = [(spec, pool.submit(one, spec)) for spec in specs]
+        summary = pool.submit(summarise)
+        n_schools = pool.submit(write_gold, hier.withColumn("_run_id", F.lit(ctx.run_id)),
+                                ctx.lake("gold", "hierarchy"))
+        n_exc = pool.submit(write_gold, H.exceptions(hier).withColumn("_run_id", F.lit(ctx.run_id)),
+                            ctx.lake("gold", "hierarchy_exceptions"))
+        done = [(spec, pool.submit(one, spec)) for spec in specs if spec.name in facts]
+        n_unknown = (pool.submit(write_gold, unknown.withColumn("_run_id", F.lit(ctx.run_id)),
+                                 ctx.lake("gold", "exceptions_unknown_schools")) if unknown is not None else None)
+        n_schools, n_exc = n_schools.result(), n_exc.result()
+        ctx.log.info("hierarchy built", schools=n_schools, exceptions=n_exc)
         for spec, job in done:
-            kind, value = job.result()
-            if kind == "skipped":
-                skipped[spec.name] = value
-            else:
-                results[spec.name] = value
-                total_rows += value["rows"]
-
-    pc = P.PrepContext(read=silver, hierarchy=hier, dims=dims, options={},
-                       state=state | {"academic_year_start_month": start_month})
-    unknown = P.unknown_schools(pc, silver, quarantine)
-    n_unknown = 0
-    if unknown is not None:
-        n_unknown = write_gold(unknown.withColumn("_run_id", F.lit(ctx.run_id)),
-                               ctx.lake("gold", "exceptions_unknown_schools"))
+            results[spec.name] = job.result()
+            total_rows += results[spec.name]["rows"]
+        n_unknown = n_unknown.result() if n_unknown is not None else 0
     for d in dims.values():
         d.unpersist()
     hier.unpersist()

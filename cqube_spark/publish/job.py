@@ -15,9 +15,10 @@ Layout (see docs/outputs.md)::
 
 Each file is ``{"data": [...], "kpi", "level", "period_type", "period", "breakdown", "as_of", "measures",
 "notes"}``; every element has ``<level>_id``, ``<level>_name``, the ids/names of its parents, ``lat``/``lng``
-where known, the breakdown values and the KPI's output measures. Rows are streamed from Spark in sorted order
-(``toLocalIterator``: one partition in driver memory at a time), rendered deterministically
-(:mod:`cqube_spark.publish.render`) and staged under ``_runs/<run_id>/``; then
+where known, the breakdown values and the KPI's output measures. A gold table of up to ``COLLECT_MAX_ROWS``
+rows is fetched in one Spark job and sorted and split into its files in Python; a bigger one is streamed from
+Spark in sorted order (``toLocalIterator``: one partition in driver memory at a time). Rows are rendered
+deterministically (:mod:`cqube_spark.publish.render`) and staged under ``_runs/<run_id>/``; then
 :mod:`cqube_spark.publish.switch` makes the run current in one step.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+from functools import reduce
 from pathlib import Path
 
 from pyspark.sql import functions as F
@@ -61,19 +63,27 @@ def decimals(spec: KpiSpec) -> dict[str, int]:
     return d
 
 
-def record(spec: KpiSpec, row: dict, level: str, bd_cols: tuple[str, ...], dec: dict[str, int]) -> dict:
-    rec = {f"{level}_id": row["id"], f"{level}_name": row["name"]}
-    for p in parents(level):
-        rec[f"{p}_id"] = row.get(f"{p}_id")
-        rec[f"{p}_name"] = row.get(f"{p}_name")
-    if row.get("lat") is not None and row.get("lng") is not None:
-        rec["lat"] = render.clean(row["lat"], 7)
-        rec["lng"] = render.clean(row["lng"], 7)
-    for c in bd_cols:
-        rec[c] = render.clean(row.get(c))
-    for o in spec.outputs:
-        rec[o] = render.clean(row.get(o), dec.get(o, render.DEFAULT_DECIMALS))
-    return rec
+def record_maker(spec: KpiSpec, level: str, bd_cols: tuple[str, ...], dec: dict[str, int]):
+    """``row -> the published element`` for one level and breakdown (the names are worked out once per file,
+    not once per row)."""
+    own = ((f"{level}_id", "id"), (f"{level}_name", "name"))
+    up = [f"{p}_{k}" for p in parents(level) for k in ("id", "name")]
+    values = [(c, render.DEFAULT_DECIMALS) for c in bd_cols] + \
+        [(o, dec.get(o, render.DEFAULT_DECIMALS)) for o in spec.outputs]
+    clean = render.clean
+
+    def record(row: dict) -> dict:
+        rec = {k: row[src] for k, src in own}
+        for c in up:
+            rec[c] = row.get(c)
+        lat, lng = row.get("lat"), row.get("lng")
+        if lat is not None and lng is not None:
+            rec["lat"] = clean(lat, 7)
+            rec["lng"] = clean(lng, 7)
+        for c, d in values:
+            rec[c] = clean(row.get(c), d)
+        return rec
+    return record
 
 
 def csv_columns(spec: KpiSpec, level: str, bd_cols: tuple[str, ...]) -> list[str]:
@@ -102,15 +112,38 @@ class Stager:
         self.files.append({"path": rel, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), **meta})
 
 
-def publish_kpi(spark, spec: KpiSpec, gold, stager: Stager, formats: list[str]) -> dict:
+# a gold table of up to this many rows is fetched in ONE Spark job (a collect) and sorted and split into its
+# files in Python; a bigger one is streamed in sorted order (toLocalIterator: one partition in driver memory
+# at a time, but a sort, a sampling job and a job per partition). The demo's biggest gold table has ~121k rows.
+COLLECT_MAX_ROWS = 250_000
+
+
+def _order_key(columns: list[str]):
+    """The sort key of ``orderBy(*columns)`` (ascending, NULLs first) for rows as dicts. Strings compare by
+    code point in Python and by UTF-8 bytes in Spark: the same order."""
+    return lambda row: tuple([(row[c] is not None, row[c]) for c in columns])
+
+
+def sorted_rows(df, order: list[str], max_rows: int = COLLECT_MAX_ROWS):
+    """The rows of ``df`` as dicts in ``orderBy(*order)`` order: one collect when ``df`` has at most
+    ``max_rows`` rows (a bounded fetch, so a big table is never held whole), else streamed from Spark."""
+    head = df.coalesce(1).limit(max_rows + 1).collect()
+    if len(head) <= max_rows:
+        return sorted((r.asDict() for r in head), key=_order_key(order))
+    del head
+    it = df.orderBy(*[F.col(c).asc_nulls_first() for c in order]).toLocalIterator(prefetchPartitions=True)
+    return (r.asDict() for r in it)
+
+
+def publish_kpi(spark, spec: KpiSpec, gold, stager: Stager, formats: list[str],
+                max_rows: int = COLLECT_MAX_ROWS) -> dict:
     bd_of = {b.name: b.columns for b in spec.breakdowns}
     dec = decimals(spec)
     parent_cols = [f"{lv}_{k}" for lv in LEVELS[1:] for k in ("id", "name")]
     cols = ["level", "id", "name", *[c for c in parent_cols if c in gold.columns], "lat", "lng",
             "period_type", "period", "breakdown", *spec.breakdown_columns, *spec.outputs, "as_of"]
-    order = [F.col("period_type"), F.col("period"), F.col("breakdown"), F.col("level"), F.col("id"),
-             *[F.col(c).asc_nulls_first() for c in spec.breakdown_columns]]
-    rows = gold.select(*cols).orderBy(*order).toLocalIterator(prefetchPartitions=True)
+    order = ["period_type", "period", "breakdown", "level", "id", *spec.breakdown_columns]
+    rows = sorted_rows(gold.select(*cols), order, max_rows)
     stats = {"files": 0, "rows": 0}
     key, recs, as_of = None, [], None
 
@@ -134,14 +167,15 @@ def publish_kpi(spark, spec: KpiSpec, gold, stager: Stager, formats: list[str]) 
             stats["files"] += 1
         stats["rows"] += len(recs)
 
-    for r in rows:
-        row = r.asDict()
+    make = None
+    for row in rows:
         k = (row["period_type"], row["period"], row["breakdown"], row["level"])
         if k != key:
             flush()
             key, recs = k, []
             as_of = row["as_of"].isoformat() if row["as_of"] else None
-        recs.append(record(spec, row, row["level"], bd_of.get(row["breakdown"], ()), dec))
+            make = record_maker(spec, row["level"], bd_of.get(row["breakdown"], ()), dec)
+        recs.append(make(row))
     flush()
     return stats
 
@@ -161,7 +195,7 @@ def publish_table(rows: list[dict], rel: str, doc_meta: dict, stager: Stager, fo
 
 
 def _clean_rows(df, order: list[str]) -> list[dict]:
-    return [{k: render.clean(v, 7) for k, v in r.asDict().items()} for r in df.orderBy(*order).collect()]
+    return [{k: render.clean(v, 7) for k, v in r.items()} for r in sorted_rows(df, order)]
 
 
 def publish_reference(spark, read, stager: Stager, formats: list[str]) -> int:
@@ -170,12 +204,16 @@ def publish_reference(spark, read, stager: Stager, formats: list[str]) -> int:
     hier = read("hierarchy")
     if hier is not None:
         dims = H.level_dims(hier)
+        keep = {level: [f"{level}_id", f"{level}_name", *[f"{p}_{k}" for p in parents(level) for k in ("id", "name")],
+                        "lat", "lng"] for level in LEVELS}
+        # every level in one Spark job: the level frames side by side, tagged, fetched together
+        parts = [dims[level].withColumn("lat", F.round("lat", 7)).withColumn("lng", F.round("lng", 7))
+                 .withColumnRenamed("id", f"{level}_id").withColumnRenamed("name", f"{level}_name")
+                 .select(F.lit(level).alias("_level"), *keep[level]) for level in LEVELS]
+        every = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts).collect()
         for level in LEVELS:
-            d = dims[level].withColumn("lat", F.round("lat", 7)).withColumn("lng", F.round("lng", 7))
-            d = d.withColumnRenamed("id", f"{level}_id").withColumnRenamed("name", f"{level}_name")
-            keep = [f"{level}_id", f"{level}_name", *[f"{p}_{k}" for p in parents(level) for k in ("id", "name")],
-                    "lat", "lng"]
-            rows = _clean_rows(d.select(*keep), [f"{level}_id"])
+            rows = sorted(({k: render.clean(r[k], 7) for k in keep[level]} for r in every if r["_level"] == level),
+                          key=_order_key([f"{level}_id"]))
             n += publish_table(rows, f"hierarchy/{level}", {"kind": "hierarchy", "level": level}, stager, formats,
                                {"kpi": "hierarchy", "level": level, "period_type": None, "period": None,
                                 "breakdown": "total", "as_of": None})

@@ -19,7 +19,13 @@ DEFAULT_DECIMALS = 2
 
 def clean(value: Any, decimals: int = DEFAULT_DECIMALS) -> Any:
     """JSON-ready scalar: fixed-decimal floats, ISO dates, lists of cleaned values; NaN/inf → None."""
-    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+    t = type(value)
+    if t is str or t is int or value is None:       # the common cases first (publish cleans every cell)
+        return value
+    if t is float and value - value == 0:           # finite
+        r = round(value, decimals)
+        return 0.0 if r == 0 else r
+    if isinstance(value, bool) or isinstance(value, (int, str)):
         return value
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
@@ -41,6 +47,11 @@ def json_bytes(doc: dict) -> bytes:
 
 
 def _csv_cell(v: Any) -> str:
+    t = type(v)
+    if t is str:
+        return v
+    if t is float:
+        return repr(v)
     if v is None:
         return ""
     if isinstance(v, bool):

@@ -145,6 +145,22 @@ def test_latest_attendance_date_from_wide_rows_equals_the_long_form_max(spark, r
                          for d, code in enumerate(codes, start=1) if code is not None and (m, d) != (6, 31))
 
 
+def test_facts_summary_gives_each_kpis_latest_date_and_files_in_one_job(spark):
+    """The job's one pre-pass for every KPI = each KPI's own latest_date and lineage_files collects."""
+    hier, dims = hierarchy_of(spark)
+    sa = attendance_frame(spark, ROWS)
+    june = attendance_frame(spark, [r for r in ROWS if r[3] == 6])
+    pc = P.PrepContext(read=lambda s: sa, hierarchy=hier, dims=dims, options={}, state={})
+    wide = P.PREPS["student_attendance"](pc)
+    undated = spark.createDataFrame([("1", None)], "school_id string, date date")
+    got = engine.facts_summary({"wide": (wide, [sa]), "long": (wide.long(), [june, sa]),
+                                "undated": (undated, None), "no_files": (undated, [])})
+    assert got == {"wide": (engine.latest_date(wide), engine.lineage_files([sa])),
+                   "long": (engine.latest_date(wide.long()), ["sa_06.csv", "sa_07.csv"]),
+                   "undated": (None, None), "no_files": (None, [])}
+    assert engine.facts_summary({"wide": (wide, [june])}, latest=False) == {"wide": (None, ["sa_06.csv"])}
+
+
 def test_lineage_as_a_bit_set_equals_the_set_per_row(spark, gold):
     g, _a, spec, hier, dims, fact = gold
     files = engine.lineage_files([attendance_frame(spark, ROWS)])
