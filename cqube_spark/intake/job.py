@@ -27,7 +27,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cqube_spark import academic_year, faults, progress, storage
+from cqube_spark import academic_year, faults, progress, runlock, storage
 from cqube_spark.config import ConfigError
 from cqube_spark.intake import cleanup as cleanup_mod
 from cqube_spark.intake import fingerprint, manifest, notify, zipsafe
@@ -398,4 +398,6 @@ def run(ctx) -> dict:
         intake = Intake(ctx)
     except ConfigError:
         raise
-    return intake.run()
+    with runlock.hold(ctx, "intake", reentrant=True):   # one intake per data root (a second waits or exits 3)
+        faults.point("intake.locked")
+        return intake.run()
