@@ -11,13 +11,25 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 BLOCK = 4 * 1024 * 1024
 
 
-class SizeExceeded(Exception):
-    pass
+class BadMember(Exception):
+    """A member that cannot be trusted once read; ``kind`` is the rejection kind."""
+    kind = "corrupt_member"
+
+
+class SizeExceeded(BadMember):
+    kind = "zip_bomb"
+
+
+class CorruptMember(BadMember):
+    """The inflated bytes do not match the member's CRC-32 (corrupt data, or headers that lie about the size:
+    Python's zip reader stops at the size the header claims, so a lie would silently cut the file short)."""
+    kind = "corrupt_member"
 
 
 @dataclass
@@ -55,6 +67,7 @@ def extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out_dir: str, part_bytes
     res = Extracted(info.filename, "", 0, 0, None, None)
     part_fh, part_size, part_first = None, 0, 1
     limit = max_bytes if max_bytes is not None else info.file_size
+    crc = 0
 
     def open_part(first: int):
         path = os.path.join(out_dir, part_name(first))
@@ -65,7 +78,10 @@ def extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out_dir: str, part_bytes
     try:
         with zf.open(info) as src:
             while True:
-                block = src.read(BLOCK)
+                try:
+                    block = src.read(BLOCK)
+                except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+                    raise CorruptMember(f"{info.filename}: unreadable compressed data ({e})") from None
                 if not block:
                     break
                 size += len(block)
@@ -73,6 +89,7 @@ def extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out_dir: str, part_bytes
                     raise SizeExceeded(f"{info.filename}: more than {limit} bytes when inflated "
                                        f"(the zip header says {info.file_size})")
                 sha.update(block)
+                crc = zlib.crc32(block, crc)
                 if len(head) < 65536:
                     head += block[:65536]
                 # cut the part at the last newline of this block once it is big enough
@@ -96,6 +113,9 @@ def extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out_dir: str, part_bytes
                 last_byte = block[-1:]
     finally:
         part_fh.close()
+    if crc != info.CRC or size != info.file_size:
+        raise CorruptMember(f"{info.filename}: {size} bytes inflated with CRC-32 {crc:08x}, the zip header says "
+                            f"{info.file_size} bytes with CRC-32 {info.CRC:08x} (corrupt, or headers that lie)")
     if res.parts and part_size == 0 and len(res.parts) > 1:   # an empty trailing part
         os.remove(res.parts.pop()[1])
     res.sha256 = sha.hexdigest()

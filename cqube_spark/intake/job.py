@@ -208,8 +208,8 @@ class Intake:
                     try:
                         ex = fingerprint.extract(zf, info, out, self.part_bytes,
                                                  max_bytes=min(info.file_size, self.limits.max_uncompressed_bytes))
-                    except fingerprint.SizeExceeded as e:
-                        raise Rejection("zip_bomb", str(e)) from None
+                    except fingerprint.BadMember as e:     # a bomb, corrupt data, headers that lie
+                        raise Rejection(e.kind, str(e)) from None
                     row.update(sha256=ex.sha256, size_bytes=ex.size_bytes, records=ex.records)
                     if entries is not None:
                         problems = manifest.compare(entries.get(info.filename), info.filename, ex.size_bytes,
