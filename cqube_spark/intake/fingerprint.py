@@ -27,8 +27,9 @@ class SizeExceeded(BadMember):
 
 
 class CorruptMember(BadMember):
-    """The inflated bytes do not match the member's CRC-32 (corrupt data, or headers that lie about the size:
-    Python's zip reader stops at the size the header claims, so a lie would silently cut the file short)."""
+    """The member cannot be inflated as its headers say: corrupt compressed data, a CRC-32 that does not match
+    (Python's zip reader raises ``BadZipFile`` mid-read, which used to escape intake and fail the whole run,
+    every run, while the zip stayed in emission/), or fewer bytes than the header claims."""
     kind = "corrupt_member"
 
 
