@@ -4,7 +4,7 @@
     cqube-spark generate --out DIR [...]        (sample state; see scripts/generate_sample_data.py)
     cqube-spark <verb> ...                      (verbs registered by COMMAND_MODULES, e.g. exhaust, pii)
 
-Exit codes: 0 success, 1 job failure, 2 bad config or arguments.
+Exit codes: 0 success, 1 job failure, 2 bad config or arguments, 3 another run holds the job's lock.
 """
 from __future__ import annotations
 

@@ -1,15 +1,21 @@
-"""Named fault points for crash and failure tests (off unless ``CQUBE_FAULT`` names one).
+"""Named fault points for crash, failure and concurrency tests (off unless ``CQUBE_FAULT`` names one).
 
     faults.point("intake.before_load")      # in the code, where a crash or failure is worth testing
 
 ``CQUBE_FAULT=<name>`` raises :class:`InjectedFault` at that point; ``CQUBE_FAULT=kill:<name>`` kills the
-process there with SIGKILL (no cleanup, no finally blocks: a crash). Tests set it for one run to prove that
+process there with SIGKILL (no cleanup, no finally blocks: a crash); ``CQUBE_FAULT=wait:<name>`` pauses
+there until the file ``CQUBE_FAULT_RELEASE`` exists (at most ``CQUBE_FAULT_WAIT_MAX`` seconds, 600), so a
+test can hold a process at a known step while it starts another. Tests set it for one run to prove that
 the next run recovers; nothing else reads it.
+
+Points: ``intake.locked`` (the intake lock is held, nothing read yet), ``intake.load`` (before each file's
+load).
 """
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 
 class InjectedFault(RuntimeError):
@@ -24,3 +30,8 @@ def point(name: str) -> None:
         raise InjectedFault(f"fault injected at {name}")
     if fault == f"kill:{name}":
         os.kill(os.getpid(), signal.SIGKILL)
+    if fault == f"wait:{name}":
+        release = os.environ.get("CQUBE_FAULT_RELEASE", "")
+        deadline = time.monotonic() + float(os.environ.get("CQUBE_FAULT_WAIT_MAX", 600))
+        while release and not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.2)

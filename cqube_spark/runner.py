@@ -1,10 +1,12 @@
-"""Run one config-driven job: validate → session → job_runs row → model → status. Exit codes 0/1/2.
+"""Run one config-driven job: validate → session → job_runs row → model → status. Exit codes 0/1/2, and 3
+when another run holds the job's lock (``runlock``: nothing was done, status ``LOCKED``).
 
 Models are dispatched by the config's ``model`` name (the Sunbird data-products idea): each entry of
 ``MODELS`` names a module with ``run(ctx: JobContext) -> dict`` returning counters (``rows`` at least).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import os
@@ -17,10 +19,12 @@ from typing import Any
 
 from cqube_spark import progress, storage
 from cqube_spark.config import ConfigError, JobConfig, apply_params, load_job_config
+from cqube_spark import runlock
+from cqube_spark.runlock import LockHeld
 from cqube_spark.logs import (RunLogger, get_logger, log_to_file, redact_text, register_env_secrets,
                               register_secret)
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_BUSY = 0, 1, 2, 3
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "jobs"
 
 # model name -> module with run(ctx)
@@ -36,6 +40,9 @@ MODELS: dict[str, str] = {
     "replay": "cqube_spark.replay.job",
     "retention": "cqube_spark.replay.retention",
 }
+
+# model name -> the data-root lock its runs hold (``runlock``): one run at a time per data root
+LOCKED_MODELS: dict[str, str] = {"intake": "intake"}
 
 
 @dataclass
@@ -89,7 +96,29 @@ def new_run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
-def record_run(spark, ctx: JobContext, row: dict) -> None:
+def _delta_conflict(e: Exception) -> bool:
+    """A Delta optimistic-concurrency conflict (another process committed first): safe to retry an upsert."""
+    text = f"{type(e).__name__}: {e}"[:2000]
+    return any(k in text for k in ("DELTA_CONCURRENT", "ConcurrentAppendException", "ConcurrentWriteException",
+                                   "ProtocolChangedException", "DELTA_PROTOCOL_CHANGED", "MetadataChangedException",
+                                   "ConcurrentTransactionException", "DELTA_METADATA_CHANGED"))
+
+
+def record_run(spark, ctx: JobContext, row: dict, attempts: int = 6) -> None:
+    """Upsert the run's row in lake/meta/job_runs, retrying when another job's run committed first (two jobs
+    start together, e.g. a second intake that will be refused by the lock)."""
+    import random
+
+    for attempt in range(attempts):
+        try:
+            return _record_run(spark, ctx, row)
+        except Exception as e:  # noqa: BLE001 - only Delta conflicts are retried
+            if attempt == attempts - 1 or not _delta_conflict(e):
+                raise
+            time.sleep(0.2 * (attempt + 1) + random.random() * 0.3)
+
+
+def _record_run(spark, ctx: JobContext, row: dict) -> None:
     """Upsert the run's row in the Delta table lake/meta/job_runs (one row per run_id)."""
     from delta.tables import DeltaTable
     from pyspark.sql import types as T
@@ -120,8 +149,6 @@ def record_run(spark, ctx: JobContext, row: dict) -> None:
 def run_job(name_or_path: str, as_of: str | None = None, params: list[str] | None = None,
             run_id: str | None = None) -> int:
     """Run one job to completion; returns the process exit code (never raises for job errors)."""
-    import json
-
     run_id = run_id or new_run_id()
     register_env_secrets()
     log = get_logger(run_id)
@@ -144,6 +171,25 @@ def run_job(name_or_path: str, as_of: str | None = None, params: list[str] | Non
         register_secret(os.environ.get(name))
 
     ctx = JobContext(config=cfg, run_id=run_id, as_of=as_of_date, log=log)
+    lock = contextlib.nullcontext()
+    if cfg.model in LOCKED_MODELS:   # taken before the session starts: a refused run costs no JVM, writes nothing
+        lock = runlock.hold(ctx, LOCKED_MODELS[cfg.model])
+        try:
+            lock.__enter__()
+        except LockHeld as e:
+            log.error("job refused", error=str(e))
+            print(f"refused: {redact_text(str(e))}", file=__import__("sys").stderr)
+            return EXIT_BUSY
+    try:
+        return _run(ctx, cfg, module, as_of_date, log)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _run(ctx: JobContext, cfg: JobConfig, module, as_of_date, log) -> int:
+    import json
+
+    run_id = ctx.run_id
     started = dt.datetime.now()
     t0 = time.monotonic()
     base = {"run_id": run_id, "model": cfg.model, "config": cfg.source, "as_of": as_of_date,
@@ -159,6 +205,10 @@ def run_job(name_or_path: str, as_of: str | None = None, params: list[str] | Non
         counters, status, error, code = {}, "FAILED", str(e), EXIT_CONFIG
         log.error("bad config", error=str(e))
         print(f"config error: {redact_text(str(e))}", file=__import__("sys").stderr)
+    except LockHeld as e:   # another run of this job holds the data root: nothing was done
+        counters, status, error, code = {}, "LOCKED", str(e), EXIT_BUSY
+        log.error("job refused", error=str(e))
+        print(f"refused: {redact_text(str(e))}", file=__import__("sys").stderr)
     except Exception as e:  # noqa: BLE001 - the run is recorded as failed, then reported
         counters, status, error, code = {}, "FAILED", f"{type(e).__name__}: {e}", EXIT_FAILED
         log.error("job failed", error=error, trace=traceback.format_exc(limit=5))

@@ -11,13 +11,26 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 BLOCK = 4 * 1024 * 1024
 
 
-class SizeExceeded(Exception):
-    pass
+class BadMember(Exception):
+    """A member that cannot be trusted once read; ``kind`` is the rejection kind."""
+    kind = "corrupt_member"
+
+
+class SizeExceeded(BadMember):
+    kind = "zip_bomb"
+
+
+class CorruptMember(BadMember):
+    """The member cannot be inflated as its headers say: corrupt compressed data, a CRC-32 that does not match
+    (Python's zip reader raises ``BadZipFile`` mid-read, which used to escape intake and fail the whole run,
+    every run, while the zip stayed in emission/), or fewer bytes than the header claims."""
+    kind = "corrupt_member"
 
 
 @dataclass
@@ -55,6 +68,7 @@ def extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out_dir: str, part_bytes
     res = Extracted(info.filename, "", 0, 0, None, None)
     part_fh, part_size, part_first = None, 0, 1
     limit = max_bytes if max_bytes is not None else info.file_size
+    crc = 0
 
     def open_part(first: int):
         path = os.path.join(out_dir, part_name(first))
@@ -65,7 +79,10 @@ def extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out_dir: str, part_bytes
     try:
         with zf.open(info) as src:
             while True:
-                block = src.read(BLOCK)
+                try:
+                    block = src.read(BLOCK)
+                except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+                    raise CorruptMember(f"{info.filename}: unreadable compressed data ({e})") from None
                 if not block:
                     break
                 size += len(block)
@@ -73,6 +90,7 @@ def extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out_dir: str, part_bytes
                     raise SizeExceeded(f"{info.filename}: more than {limit} bytes when inflated "
                                        f"(the zip header says {info.file_size})")
                 sha.update(block)
+                crc = zlib.crc32(block, crc)
                 if len(head) < 65536:
                     head += block[:65536]
                 # cut the part at the last newline of this block once it is big enough
@@ -96,6 +114,9 @@ def extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out_dir: str, part_bytes
                 last_byte = block[-1:]
     finally:
         part_fh.close()
+    if crc != info.CRC or size != info.file_size:
+        raise CorruptMember(f"{info.filename}: {size} bytes inflated with CRC-32 {crc:08x}, the zip header says "
+                            f"{info.file_size} bytes with CRC-32 {info.CRC:08x} (corrupt, or headers that lie)")
     if res.parts and part_size == 0 and len(res.parts) > 1:   # an empty trailing part
         os.remove(res.parts.pop()[1])
     res.sha256 = sha.hexdigest()

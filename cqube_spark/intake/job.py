@@ -27,10 +27,10 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cqube_spark import academic_year, faults, progress, storage
+from cqube_spark import academic_year, faults, progress, runlock, storage
 from cqube_spark.config import ConfigError
 from cqube_spark.intake import cleanup as cleanup_mod
-from cqube_spark.intake import fingerprint, manifest, notify, zipsafe
+from cqube_spark.intake import fingerprint, manifest, notify, resume, zipsafe
 from cqube_spark.intake.load import load_file, loading_conf
 from cqube_spark.intake.tracker import FileTracker, new_row
 from cqube_spark.quality import summary as summary_mod
@@ -133,6 +133,7 @@ class Intake:
         self.rows: list[dict] = []
         self.seen: dict[str, str] = {}
         self.emails = 0
+        self.copied: list[str] = []
         self.lock = threading.Lock()
 
     # -- emission side -------------------------------------------------------------------------------
@@ -208,8 +209,8 @@ class Intake:
                     try:
                         ex = fingerprint.extract(zf, info, out, self.part_bytes,
                                                  max_bytes=min(info.file_size, self.limits.max_uncompressed_bytes))
-                    except fingerprint.SizeExceeded as e:
-                        raise Rejection("zip_bomb", str(e)) from None
+                    except fingerprint.BadMember as e:     # a bomb, corrupt data, headers that lie
+                        raise Rejection(e.kind, str(e)) from None
                     row.update(sha256=ex.sha256, size_bytes=ex.size_bytes, records=ex.records)
                     if entries is not None:
                         problems = manifest.compare(entries.get(info.filename), info.filename, ex.size_bytes,
@@ -262,7 +263,9 @@ class Intake:
             self.rows.append(row)
             self.seen[(spec.name, ex.sha256)] = parts_dst
             out.append((spec, row, parts_dst))
-        self.store.delete(uri)   # verified copies exist: the emission file can go
+        # verified copies exist: the emission file goes once the tracker knows them (run(), after the upsert);
+        # a crash before that leaves the zip in emission/ and the next run starts over
+        self.copied.append(uri)
         return out
 
     def unfinished(self) -> list[tuple[SourceSpec, dict, str]]:
@@ -271,7 +274,11 @@ class Intake:
         out = []
         for row in self.tracker.unfinished():
             key = (row["source"], row["sha256"])
-            if key in self.loaded or key in self.seen:
+            if key in self.loaded:
+                continue
+            if key in self.seen:    # the same content arrived again in this run: that copy is loaded instead
+                row.update(status="duplicate", error=f"duplicate: resumed as {self.seen[key]}")
+                self.rows.append(row)
                 continue
             spec, parts = self.specs.get(row["source"]), row["input_path"]
             part_files = sorted(u for u in self.store.list(parts) if u.endswith(".csv")) if spec else []
@@ -304,6 +311,8 @@ class Intake:
                     "file_id": row["file_id"]}
             try:
                 faults.point("intake.load")
+                if row["run_id"] != ctx.run_id:     # resumed: drop what a killed load appended for it
+                    resume.forget_partial_load(ctx, spec, parts)
                 res = load_file(ctx, spec, parts, parts, meta, run_ge=run_ge, start_month=self.start_month)
             except Exception as e:  # noqa: BLE001 - recorded per file, then the run fails (infrastructure)
                 row.update(status="failed", error=f"{type(e).__name__}: {e}")
@@ -334,7 +343,10 @@ class Intake:
             shutil.rmtree(work, ignore_errors=True)
         for spec, row, parts in self.unfinished():
             accepted.setdefault(spec.name, []).append((spec, row, parts))
+        faults.point("intake.after_copy")
         self.tracker.upsert(self.rows)
+        for uri in self.copied:
+            self.store.delete(uri)
 
         summaries, validations = [], []
         for r in self.rows:
@@ -365,6 +377,7 @@ class Intake:
                         counters["quarantined"] += s["quarantined_rows"]
                         counters["duplicates"] += s["duplicates_identical"]
                         counters["overlap_ignored"] += s["overlap_ignored"]
+        faults.point("intake.before_bookkeeping")
         self.tracker.upsert([r for r in self.rows if r["status"] == "loaded"])
         summary_mod.write(ctx, summaries, validations)
 
@@ -398,4 +411,6 @@ def run(ctx) -> dict:
         intake = Intake(ctx)
     except ConfigError:
         raise
-    return intake.run()
+    with runlock.hold(ctx, "intake", reentrant=True):   # one intake per data root (a second waits or exits 3)
+        faults.point("intake.locked")
+        return intake.run()

@@ -16,6 +16,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from cqube_spark import faults
 from cqube_spark.quality import dedupe, expectations, rules
 from cqube_spark.quality.rules import RAW, VIOLATIONS, ident, safe_name, sql_lit, typed_name
 from cqube_spark.quality.spec import SourceSpec
@@ -251,6 +252,7 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
      .option("mergeSchema", "true").options(**create_opts).save(bronze))
     steps = steps if steps is not None else _Steps()
     steps.done("bronze")
+    faults.point("intake.after_bronze")
 
     # 2. per-file counts in one aggregation (rows, blank lines, nulls per column) + violations by rule
     active = [safe_name(c.name) for c in spec.active_columns]
@@ -311,6 +313,7 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
                 by_rule_rows["duplicate_conflict"] = by_rule_rows.get("duplicate_conflict", 0) + conflicts
                 violations_by_rule["duplicate_conflict"] = violations_by_rule.get("duplicate_conflict", 0) + conflicts
             steps.done("quarantine")
+            faults.point("intake.after_quarantine")
 
         # 5. silver: conform, overlap (attendance), MERGE
         loaded_at = dt.datetime.now().replace(microsecond=0)
@@ -331,6 +334,7 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
         processed = dup_counts.get("keep", 0)
         merged = merge_silver(spark, path, silver, spec)
         steps.done("silver")
+        faults.point("intake.after_silver")
         if merged["inserted"] is None:
             merged["inserted"] = processed
     finally:

@@ -74,3 +74,37 @@ def test_fingerprint_parts_keep_line_numbers(tmp_path):
                 if raw:
                     got.append((first + n, raw.decode().rstrip("\r")))
     assert got == list(zip(range(1, 1002), lines))
+
+
+def _lying_zip(text: bytes, claim: int) -> zipfile.ZipFile:
+    """A stored member whose local and central headers claim ``claim`` uncompressed bytes."""
+    import struct
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("school_management_master.csv", text)
+    raw = bytearray(buf.getvalue())
+    for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        pos = raw.find(sig)
+        struct.pack_into("<I", raw, pos + off, claim)
+    return zipfile.ZipFile(io.BytesIO(bytes(raw)))
+
+
+def test_a_member_whose_header_claims_fewer_bytes_is_refused_not_cut_short(tmp_path):
+    text = b"ManagementId|Management|default_option\n1|Govt|\n2|Tribal|\n3|Aided|\n"
+    zf = _lying_zip(text, 40)
+    with pytest.raises(fingerprint.CorruptMember) as e:
+        fingerprint.extract(zf, zf.infolist()[0], str(tmp_path / "p"))
+    assert e.value.kind == "corrupt_member" and "school_management_master.csv" in str(e.value)
+
+
+def test_corrupt_compressed_data_is_a_corrupt_member(tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("school_management_master.csv", "ManagementId|Management|default_option\n" + "1|Govt|\n" * 50)
+    raw = bytearray(buf.getvalue())
+    raw[30 + len("school_management_master.csv") + 3] ^= 0xFF
+    zf = zipfile.ZipFile(io.BytesIO(bytes(raw)))
+    with pytest.raises(fingerprint.BadMember) as e:
+        fingerprint.extract(zf, zf.infolist()[0], str(tmp_path / "p"))
+    assert e.value.kind == "corrupt_member"
