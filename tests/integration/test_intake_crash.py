@@ -2,7 +2,8 @@
 step of a file's path (fault points, ``CQUBE_FAULT=kill:<point>``); the next run (in this process) must end
 with exactly the bronze, quarantine, silver, tracker and input/ of one uninterrupted run of the same emission.
 
-One small emission (two files, one with a quarantined row); the uninterrupted run is done once per module.
+One small emission (two files, one with a quarantined row); the killed processes run side by side, and the
+uninterrupted run is done once per module.
 """
 import os
 import re
@@ -69,23 +70,38 @@ def rel_files(p: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(spark, tmp_path_factory):
-    root = new_root(tmp_path_factory, "crash_baseline")
-    assert in_process_run(root) == 0
-    return root, lake_state(spark, root)
+def runs(spark, tmp_path_factory):
+    """The killed runs, one process per fault point, started together (they are mostly JVM start-up), while
+    this process does the uninterrupted run; returns (baseline root, its state, {point: (root, process)})."""
+    killed = {}
+    for point in POINTS:
+        root = new_root(tmp_path_factory, point.replace(".", "_"))
+        env = dict(os.environ, CQUBE_DATA_ROOT=str(root), PYTHONPATH=str(REPO), CQUBE_FAULT=f"kill:{point}")
+        for k in ("CQUBE_EMISSION_URI", "CQUBE_INPUT_URI", "CQUBE_OUTPUT_URI", "CQUBE_LAKE_URI"):
+            env.pop(k, None)
+        log = open(root.parent / "killed.log", "w")
+        killed[point] = (root, subprocess.Popen(
+            [sys.executable, "-m", "cqube_spark.cli", "run", "intake", *sum((["--param", x] for x in PARAMS), [])],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+    try:
+        base = new_root(tmp_path_factory, "crash_baseline")
+        assert in_process_run(base) == 0
+        for root, p in killed.values():
+            p.wait(timeout=1800)
+    finally:
+        for _, p in killed.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return base, lake_state(spark, base), killed
 
 
 @pytest.mark.parametrize("point", POINTS)
-def test_killed_at_a_step_then_rerun_gives_the_uninterrupted_lake(spark, tmp_path_factory, uninterrupted, point):
-    base_root, want = uninterrupted
-    root = new_root(tmp_path_factory, point.replace(".", "_"))
-    env = dict(os.environ, CQUBE_DATA_ROOT=str(root), PYTHONPATH=str(REPO), CQUBE_FAULT=f"kill:{point}")
-    for k in ("CQUBE_EMISSION_URI", "CQUBE_INPUT_URI", "CQUBE_OUTPUT_URI", "CQUBE_LAKE_URI"):
-        env.pop(k, None)
-    p = subprocess.run([sys.executable, "-m", "cqube_spark.cli", "run", "intake",
-                        *sum((["--param", x] for x in PARAMS), [])], cwd=REPO, env=env, capture_output=True,
-                       text=True, timeout=900)
-    assert p.returncode == -9, f"not killed at {point} (exit {p.returncode}):\n{p.stderr[-3000:]}"
+def test_killed_at_a_step_then_rerun_gives_the_uninterrupted_lake(spark, runs, point):
+    base_root, want, killed = runs
+    root, p = killed[point]
+    assert p.returncode == -9, f"not killed at {point} (exit {p.returncode}):\n" \
+                               f"{(root.parent / 'killed.log').read_text()[-3000:]}"
     assert in_process_run(root) == 0
     got = lake_state(spark, root)
     assert sorted(got) == sorted(want)
