@@ -204,7 +204,7 @@ def column_checks(spec: SourceSpec) -> list[dict]:
     """The row-level checks of a spec that need nothing but the row, declared once as data: each is
     ``{"rule", "column", "raw", "typed", <params>}`` (JSON-able). The rule engine (:func:`violation_exprs`)
     and the Great Expectations suite (:mod:`cqube_spark.quality.expectations`) are both built from this
-    list and :func:`broken`, so every expectation mirrors one rule by construction.
+    list and :func:`broken_sql`, so every expectation mirrors one rule by construction.
 
     Order: per active column mandatory, type, max length, pattern, domain, range; then the row-level
     ``checks`` of the spec (lat/long pair, marks against a same-row maximum). The order is the order of a
@@ -281,11 +281,6 @@ def broken_counts(df: DataFrame, conditions: list[str]) -> dict[int, int]:
     rows = (df.selectExpr(f"explode(filter(array({hits}), i -> i IS NOT NULL)) AS i")
             .groupBy("i").count().collect())
     return {int(r["i"]): int(r["count"]) for r in rows}
-
-
-def broken(check: dict) -> SparkColumn:
-    """:func:`broken_sql` as a column."""
-    return F.expr(broken_sql(check))
 
 
 def _quoted(value_sql: str, after: str) -> str:
