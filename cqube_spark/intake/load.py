@@ -257,10 +257,12 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
     # 2. per-file counts in one aggregation (rows, blank lines, nulls per column) + violations by rule
     active = [safe_name(c.name) for c in spec.active_columns]
     sound = f"NOT exists({VIOLATIONS}, x -> x.rule IN ({', '.join(map(sql_lit, STRUCTURAL))}))"
-    counted = rules.broken_counts(v.selectExpr("*", f"{sound} AS __sound"),
-                                  ["true", f"size({VIOLATIONS}) > 0"] + [f"{ident(c)} IS NULL AND __sound" for c in active])
-    total, invalid = counted.get(0, 0), counted.get(1, 0)
-    nulls = {c.name: counted.get(i + 2, 0) for i, c in enumerate(spec.active_columns)}
+    aggs = ["count(1) AS total", f"sum(CASE WHEN size({VIOLATIONS}) > 0 THEN 1 ELSE 0 END) AS invalid"]
+    aggs += [f"sum(CASE WHEN {ident(c)} IS NULL AND __sound THEN 1 ELSE 0 END) AS null__{i}"
+             for i, c in enumerate(active)]
+    agg = v.selectExpr("*", f"{sound} AS __sound").selectExpr(*aggs).collect()[0]
+    total, invalid = int(agg["total"]), int(agg["invalid"] or 0)
+    nulls = {spec.active_columns[i].name: int(agg[f"null__{i}"] or 0) for i in range(len(active))}
     by_rule_rows = {}
     if invalid:
         vr = (v.where(F.size(VIOLATIONS) > 0).select(F.posexplode(VIOLATIONS).alias("pos", "viol"))

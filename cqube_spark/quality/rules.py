@@ -271,18 +271,6 @@ def broken_sql(check: dict) -> str:
     return f"coalesce({cond}, false)"
 
 
-def broken_counts(df: DataFrame, conditions: list[str]) -> dict[int, int]:
-    """How many rows meet each SQL condition: ``{index: rows}`` (indexes of conditions no row meets are
-    absent). One query whatever the number of conditions: each row lists the indexes it meets, only those
-    are counted (a sum per condition in one aggregation costs time with every condition, met or not)."""
-    if not conditions:
-        return {}
-    hits = ", ".join(f"CASE WHEN {c} THEN {i} END" for i, c in enumerate(conditions))
-    rows = (df.selectExpr(f"explode(filter(array({hits}), i -> i IS NOT NULL)) AS i")
-            .groupBy("i").count().collect())
-    return {int(r["i"]): int(r["count"]) for r in rows}
-
-
 def _quoted(value_sql: str, after: str) -> str:
     """``'<value>'<after>`` as SQL (the value shortened, NULL shown as NULL)."""
     return f"concat({QUOTE}, {_short(value_sql)}, {sql_lit(QUOTE_CHAR + after)})"
