@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cqube_spark import academic_year, faults, progress, runlock, storage
 from cqube_spark.config import ConfigError
+from cqube_spark.intake import ONE_TIME
 from cqube_spark.intake import cleanup as cleanup_mod
 from cqube_spark.intake import fingerprint, manifest, notify, resume, zipsafe
 from cqube_spark.intake.load import load_file, loading_conf
@@ -268,6 +269,15 @@ class Intake:
         self.copied.append(uri)
         return out
 
+    def refuse_reused(self, zips: list[str]) -> list[str]:
+        """A one-time key (``emission/api/``) the tracker already knows is a reused upload URL: rejected."""
+        one_time = [u for u in zips if self.rel(u).startswith(ONE_TIME + "/")]
+        taken = self.tracker.known_emissions(storage.join(self.emission, ONE_TIME) + "/") if one_time else set()
+        for uri in (u for u in one_time if u in taken):
+            self.reject(uri, "upload_reused", f"{self.rel(uri)}: this one-time upload key was already taken in by "
+                        "an earlier run; a new file needs a new upload URL", True, [])
+        return [u for u in zips if u not in taken]
+
     def unfinished(self) -> list[tuple[SourceSpec, dict, str]]:
         """Files an earlier run copied to input/ but did not finish loading (it failed or was killed), unless
         the same content was loaded since or arrived again in this run: they load in this run, once."""
@@ -336,6 +346,7 @@ class Intake:
         try:
             zips = [u for u in self.store.list(self.emission)
                     if not self.rel(u).startswith(REJECTED + "/") and u.lower().endswith(".zip")]
+            zips = self.refuse_reused(zips)
             for uri in zips:
                 for spec, row, parts in self.intake_zip(uri, work):
                     accepted.setdefault(spec.name, []).append((spec, row, parts))

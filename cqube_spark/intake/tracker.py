@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 SCHEMA = T.StructType([
@@ -76,6 +77,14 @@ class FileTracker:
                 .where("status IN ('received', 'failed') AND input_path IS NOT NULL AND source IS NOT NULL")
                 .orderBy("received_at", "file_id").collect())
         return [r.asDict() for r in rows]
+
+    def known_emissions(self, prefix: str) -> set[str]:
+        """Emission paths starting with ``prefix`` that the tracker already holds, whatever their status."""
+        if not self.exists():
+            return set()
+        rows = (self.spark.read.format("delta").load(self.path).select("emission_path")
+                .where(F.col("emission_path").startswith(prefix)).distinct().collect())
+        return {r.emission_path for r in rows}
 
     def handled_emissions(self) -> dict[str, str]:
         """emission path → latest status (for cleanup)."""
