@@ -4,7 +4,7 @@
 ``{"error": {"status", "code", "message"[, "field"]}}``):
 
     GET  /health                                   liveness (no auth)
-    GET  /metrics                                  Prometheus text (no auth; bind to 127.0.0.1)
+    GET  /metrics                                  Prometheus text: admin bearer JWT or the metrics token
     POST /emission/uploads                         emitter: {file_name, size_bytes} -> one-time PUT URL
     PUT  /emission/uploads/{id}/content?sig=       the local one-time upload endpoint (signed link, no bearer)
     GET  /emission/uploads/{id}                    emitter: acknowledgement + file_tracker status per file
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hmac
 import json
 import re
 import time
@@ -96,6 +97,16 @@ def create_app(settings: Settings) -> FastAPI:
     def who(request: Request) -> Principal:
         return verifier.verify(request.headers.get("authorization"))
 
+    def secret() -> str:
+        """The link-signing secret: the configured one, else the one every API process shares (PostgreSQL)."""
+        if settings.signing_secret:
+            return settings.signing_secret
+        if "secret" not in state:
+            with pg() as conn:
+                ensure_pg(conn)
+                state["secret"] = uploads.shared_secret(conn)
+        return state["secret"]
+
     # -- middleware: limits, timeout, metrics ------------------------------------------------------------
     @app.middleware("http")
     async def limits_and_metrics(request: Request, call_next):
@@ -150,7 +161,13 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/metrics")
-    def metrics():
+    def metrics(request: Request):
+        header = request.headers.get("authorization") or ""
+        scheme, _, given = header.partition(" ")
+        token_ok = bool(settings.metrics_token) and scheme.lower() == "bearer" and \
+            hmac.compare_digest(given.strip().encode(), settings.metrics_token.encode())
+        if not token_ok:
+            require(who(request), "admin")
         rows = tables.query(tracker_uri, "SELECT status, count(*) AS n, sum(coalesce(quarantined_rows, 0)) AS q "
                                          "FROM t GROUP BY status")
         for r in rows:
@@ -185,7 +202,7 @@ def create_app(settings: Settings) -> FastAPI:
                                       "ContentLength": body.size_bytes}, ExpiresIn=settings.upload_url_expiry_s)
             headers = {"If-None-Match": "*", "Content-Length": str(body.size_bytes)}
         else:
-            sig = signing.sign(settings.signing_secret, {"u": g["upload_id"]}, settings.upload_url_expiry_s)
+            sig = signing.sign(secret(), {"u": g["upload_id"]}, settings.upload_url_expiry_s)
             url = f"{settings.base_url}/emission/uploads/{g['upload_id']}/content?sig={sig}"
             headers = {"Content-Length": str(body.size_bytes)}
         return {"upload_id": g["upload_id"], "method": "PUT", "url": url, "headers": headers,
@@ -195,7 +212,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.put("/emission/uploads/{upload_id}/content", status_code=201)
     async def put_content(upload_id: str, request: Request, sig: str = Query("")):
         try:
-            claims = signing.verify(settings.signing_secret, sig)
+            claims = signing.verify(secret(), sig)
         except signing.BadSignature as e:
             raise ApiError(403, "bad_link", f"upload refused: {e}") from None
         if claims.get("u") != upload_id:
@@ -205,15 +222,20 @@ def create_app(settings: Settings) -> FastAPI:
             g, why = uploads.consume(conn, upload_id)
         if why != "ok":
             raise ApiError(410 if g else 404, "upload_refused", f"upload refused: {why}")
-        chunks, n = [], 0
-        async for chunk in request.stream():
-            n += len(chunk)
-            if n > g["size_bytes"]:
-                raise ApiError(413, "too_large", f"more bytes than the declared size_bytes {g['size_bytes']}")
-            chunks.append(chunk)
-        if n != g["size_bytes"]:
-            raise ApiError(400, "size_mismatch", f"received {n} bytes, declared size_bytes {g['size_bytes']}")
-        await asyncio.to_thread(store.write_bytes, g["emission_uri"], b"".join(chunks))
+        try:   # until the bytes are stored, a failure gives the link back (it stays one-time for a success)
+            chunks, n = [], 0
+            async for chunk in request.stream():
+                n += len(chunk)
+                if n > g["size_bytes"]:
+                    raise ApiError(413, "too_large", f"more bytes than the declared size_bytes {g['size_bytes']}")
+                chunks.append(chunk)
+            if n != g["size_bytes"]:
+                raise ApiError(400, "size_mismatch", f"received {n} bytes, declared size_bytes {g['size_bytes']}")
+            await asyncio.to_thread(store.write_bytes, g["emission_uri"], b"".join(chunks))
+        except BaseException:
+            with pg() as conn:
+                uploads.release(conn, upload_id)
+            raise
         with pg() as conn:
             uploads.mark_received(conn, upload_id, n)
         return {"upload_id": upload_id, "status": "received", "bytes": n}
@@ -283,14 +305,14 @@ def create_app(settings: Settings) -> FastAPI:
         if p.scope.is_state and storage.parse_uri(full).is_s3:
             url = store.presigned_url(full, ttl)
         else:
-            t = signing.sign(settings.signing_secret, {"p": f["path"], "s": str(p.scope), "r": run}, ttl)
+            t = signing.sign(secret(), {"p": f["path"], "s": str(p.scope), "r": run}, ttl)
             url = f"{settings.base_url}/download/file?t={t}"
         return {"path": path, "scope": str(p.scope), "url": url, "expires_in_s": ttl}
 
     @app.get("/download/file")
     def download_file(t: str = Query("")):
         try:
-            c = signing.verify(settings.signing_secret, t)
+            c = signing.verify(secret(), t)
         except signing.BadSignature as e:
             raise ApiError(403, "bad_link", f"download refused: {e}") from None
         data, mt = outputs.read_filtered(parse_scope(c["s"]), c["p"])

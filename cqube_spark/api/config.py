@@ -2,13 +2,12 @@
 overlaid by the environment.
 
 Inputs: the config file (``${VAR}`` substituted), ``CQUBE_API_*`` variables (host, port, issuer, audience,
-JWKS URL, signing secret), the storage roots (``cqube_spark.storage.roots``) and the PostgreSQL DSN of the
+JWKS URL, signing secret, metrics token), the storage roots (``cqube_spark.storage.roots``) and the PostgreSQL DSN of the
 exhaust settings. Output: one frozen ``Settings``. Pure apart from reading the file and the environment.
 """
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -33,7 +32,10 @@ class Settings:
     download_url_expiry_s: int = 600
     log_tail_max_lines: int = 1000
     public_url: str | None = None  # how clients reach us (for signed local links); default http://host:port
-    signing_secret: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
+    # None: the secret all API processes share, kept in PostgreSQL (``uploads.shared_secret``)
+    signing_secret: str | None = field(default=None, repr=False)
+    # a static bearer for Prometheus' scrape (``CQUBE_API_METRICS_TOKEN``); /metrics also takes an admin JWT
+    metrics_token: str | None = field(default=None, repr=False)
     roots: dict = field(default_factory=dict)
     pg_dsn: str | None = field(default=None, repr=False)
     log_dir: str | None = None
@@ -64,8 +66,8 @@ def load(path: str | Path | None = None, env: Mapping[str, str] = os.environ) ->
     from cqube_spark.exhaust import settings as exhaust_settings
 
     kwargs = {k: p[k] for k in Settings.__dataclass_fields__ if k in p}
-    secret = env.get("CQUBE_API_SIGNING_SECRET")
-    if secret:
-        kwargs["signing_secret"] = secret
+    for key, var in (("signing_secret", "CQUBE_API_SIGNING_SECRET"), ("metrics_token", "CQUBE_API_METRICS_TOKEN")):
+        if env.get(var):
+            kwargs[key] = env[var]
     return Settings(**kwargs, roots=storage.roots(env), pg_dsn=exhaust_settings.postgres_dsn(),
                     log_dir=env.get("CQUBE_LOG_DIR"))

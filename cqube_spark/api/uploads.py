@@ -1,16 +1,22 @@
-"""One-time upload grants, table ``api_upload`` in PostgreSQL (the same database as ``job_request``).
+"""The API's state in PostgreSQL (the same database as ``job_request``): one-time upload grants (``api_upload``)
+and the link-signing secret every API process shares (``api_secret``).
 
 A grant: id, file name, declared size, the emission URI it writes, who asked, when it expires, and when it was
 used. ``create`` inserts one; ``consume`` marks it used atomically (``UPDATE ... WHERE used_at IS NULL AND
-expires_at > now()``) and says why not otherwise; ``get`` reads it for the acknowledgement. psycopg2 with bound
-parameters only.
+expires_at > now()``) and says why not otherwise; ``release`` gives an upload that failed before its bytes were
+stored its link back; ``get`` reads it for the acknowledgement. ``shared_secret`` returns the signing secret,
+made once (``INSERT ... ON CONFLICT DO NOTHING``), so a link signed by one API process verifies in every other
+and after a restart. psycopg2 with bound parameters only.
 """
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
+
+from cqube_spark.intake import ONE_TIME
 
 DDL = """
 CREATE TABLE IF NOT EXISTS api_upload (
@@ -24,6 +30,7 @@ CREATE TABLE IF NOT EXISTS api_upload (
   used_at       timestamp,
   received_bytes bigint
 )"""
+SECRET_DDL = "CREATE TABLE IF NOT EXISTS api_secret (name text PRIMARY KEY, value text NOT NULL)"
 COLS = ("upload_id", "file_name", "size_bytes", "emission_uri", "requested_by", "created_at", "expires_at",
         "used_at", "received_bytes")
 
@@ -47,13 +54,14 @@ def ensure_table(conn) -> None:
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('ddl:api_upload'))")
         cur.execute(DDL)
+        cur.execute(SECRET_DDL)
 
 
 def create(conn, file_name: str, size_bytes: int, emission_root: str, requested_by: str, ttl_s: int) -> dict:
     upload_id = uuid.uuid4().hex
     now = utcnow()
     day = now.strftime("%Y-%m-%d")
-    uri = f"{emission_root.rstrip('/')}/api/{day}/{upload_id}_{file_name}"
+    uri = f"{emission_root.rstrip('/')}/{ONE_TIME}/{day}/{upload_id}_{file_name}"   # intake takes each key once
     row = (upload_id, file_name, size_bytes, uri, requested_by, now, now + dt.timedelta(seconds=ttl_s), None, None)
     with conn, conn.cursor() as cur:
         cur.execute(f"INSERT INTO api_upload ({', '.join(COLS)}) VALUES ({', '.join(['%s'] * len(COLS))})", row)
@@ -81,6 +89,23 @@ def consume(conn, upload_id: str) -> tuple[dict | None, str]:
     if g["used_at"] is not None:
         return g, "this upload URL was already used"
     return g, "this upload URL has expired"
+
+
+def release(conn, upload_id: str) -> None:
+    """The upload failed before its bytes were stored (wrong size, a broken connection, a storage error):
+    the link may be used again until it expires."""
+    with conn, conn.cursor() as cur:
+        cur.execute("UPDATE api_upload SET used_at = NULL WHERE upload_id = %s AND received_bytes IS NULL",
+                    (upload_id,))
+
+
+def shared_secret(conn, name: str = "link-signing") -> str:
+    """The secret named ``name``, created at random by the first process that asks."""
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO api_secret (name, value) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+                    (name, secrets.token_hex(32)))
+        cur.execute("SELECT value FROM api_secret WHERE name = %s", (name,))
+        return cur.fetchone()[0]
 
 
 def mark_received(conn, upload_id: str, received: int) -> None:

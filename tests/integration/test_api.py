@@ -20,6 +20,7 @@ from tests.conftest import REPO, require_service
 KC = f"http://127.0.0.1:{os.environ.get('CQUBE_KEYCLOAK_PORT', '8180')}"
 ISSUER = f"{KC}/realms/cqube"
 MGMT_HEADER = '"ManagementId"|"Management"|default_option'
+METRICS_TOKEN = f"scrape-{uuid.uuid4().hex}"
 
 
 def free_port() -> int:
@@ -109,8 +110,8 @@ def api(tmp_path_factory, s3):
     bucket = f"s3a://cqube-api-{uuid.uuid4().hex[:8]}"
     s3.ensure_bucket(bucket)
     env = dict(os.environ, CQUBE_DATA_ROOT=str(root), CQUBE_EMISSION_URI=f"{bucket}/emission",
-               CQUBE_LOG_DIR=str(root / "logs"), PYTHONPATH=str(REPO))
-    for k in ("CQUBE_INPUT_URI", "CQUBE_OUTPUT_URI", "CQUBE_LAKE_URI"):
+               CQUBE_LOG_DIR=str(root / "logs"), PYTHONPATH=str(REPO), CQUBE_API_METRICS_TOKEN=METRICS_TOKEN)
+    for k in ("CQUBE_INPUT_URI", "CQUBE_OUTPUT_URI", "CQUBE_LAKE_URI", "CQUBE_API_SIGNING_SECRET"):
         env.pop(k, None)
     local_root = root.parent / "local"
     for sub in ("emission", "output", "lake"):
@@ -127,13 +128,13 @@ def api(tmp_path_factory, s3):
         p.wait(10)
 
 
-def zip_bytes(tmp_path: Path) -> bytes:
+def zip_bytes(tmp_path: Path, rows: tuple[str, ...] = ('1|"Govt"|', '2|"Tribal"|')) -> bytes:
     z = tmp_path / "school_management_master.zip"
-    text = MGMT_HEADER + '\n1|"Govt"|\n2|"Tribal"|\n'
+    text = MGMT_HEADER + "\n" + "".join(r + "\n" for r in rows)
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("school_management_master.csv", text)
         zf.writestr("manifest.json", json.dumps({"files": [
-            {"name": "school_management_master.csv", "size_bytes": len(text.encode()), "records": 2}]}))
+            {"name": "school_management_master.csv", "size_bytes": len(text.encode()), "records": len(rows)}]}))
     return z.read_bytes()
 
 
@@ -250,6 +251,27 @@ def test_tampered_or_expired_download_link_is_refused(api, tokens):
     assert r.status_code == 403 and "signature" in r.json()["error"]["message"]
 
 
+def test_a_link_signed_by_one_api_process_verifies_in_another(api, tokens):
+    """No CQUBE_API_SIGNING_SECRET: both processes share the secret kept in PostgreSQL."""
+    link = requests.get(f"{api['url']}/download/uri", params={"path": "student_attendance/overall/block.json"},
+                        headers=tokens["viewer_d1"], timeout=10).json()["url"]
+    other = link.replace(api["url"], api["local_url"])
+    doc = requests.get(other, timeout=10)
+    assert doc.status_code == 200, doc.text
+    assert {r["district_id"] for r in doc.json()["data"]} == {"7501"}
+
+
+def test_metrics_need_an_admin_token_or_the_scrape_token(api, tokens):
+    u = f"{api['url']}/metrics"
+    assert requests.get(u, timeout=10).status_code == 401
+    assert requests.get(u, headers={"Authorization": "Bearer wrong-token"}, timeout=10).status_code == 401
+    r = requests.get(u, headers=tokens["viewer_state"], timeout=10)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_role"
+    for h in (tokens["admin1"], {"Authorization": f"Bearer {METRICS_TOKEN}"}):
+        r = requests.get(u, headers=h, timeout=10)
+        assert r.status_code == 200 and "cqube_api_requests_total" in r.text
+
+
 def test_state_viewer_gets_presigned_get_of_the_whole_file(api, tokens):
     link = requests.get(f"{api['url']}/download/uri", params={"path": "student_attendance/overall/state.json"},
                         headers=tokens["viewer_state"], timeout=10).json()
@@ -294,7 +316,18 @@ def test_emitter_uploads_by_presigned_url_once_and_intake_loads_it(api, tokens, 
     assert runs[0]["model"] == "intake" and runs[0]["status"] == "SUCCESS"
     logs = requests.get(f"{u}/admin/logs/intake", params={"lines": 5}, headers=tokens["admin1"], timeout=10)
     assert logs.status_code == 200 and 0 < len(logs.json()["lines"]) <= 5
-    metrics = requests.get(f"{u}/metrics", timeout=10).text
+    # the same URL again once intake has moved the object away: S3 takes the PUT (the key is free again; same
+    # length, other content), the next intake refuses the key it already took in and loads nothing of it
+    evil = zip_bytes(tmp_path, ('1|"Govt"|', '2|"Evil!!"|'))
+    assert len(evil) == len(data) and evil != data
+    assert requests.put(grant["url"], data=evil, headers=grant["headers"], timeout=30).status_code == 200
+    assert run_job("intake", params=["greatExpectations=false"]) == 0
+    ack = requests.get(f"{u}/emission/uploads/{grant['upload_id']}", headers=h, timeout=10).json()
+    assert sorted((f["status"], (f["error"] or "").split(":")[0]) for f in ack["files"]) == \
+        [("loaded", ""), ("rejected", "upload_reused")]
+    silver = spark.read.format("delta").load(str(api["root"] / "lake" / "silver" / "school_management"))
+    assert sorted(r[0] for r in silver.select("Management").collect()) == ["Govt", "Tribal"]
+    metrics = requests.get(f"{u}/metrics", headers=tokens["admin1"], timeout=10).text
     assert 'cqube_files{status="loaded"} 1.0' in metrics
     assert 'cqube_job_last_success_timestamp_seconds{job="intake"}' in metrics
     assert "cqube_api_request_seconds_bucket" in metrics
@@ -305,6 +338,9 @@ def test_local_upload_link_works_once_and_expires(api, tokens, tmp_path):
     data = zip_bytes(tmp_path)
     grant = requests.post(f"{u}/emission/uploads", json={"file_name": "m.zip", "size_bytes": len(data)},
                           headers=h, timeout=10).json()
+    short = requests.put(grant["url"], data=data[:-10], timeout=10)   # a failed upload gives the link back
+    assert short.status_code == 400 and short.json()["error"]["code"] == "size_mismatch"
+    assert not list((api["local_root"] / "emission").rglob("*_m.zip"))
     assert requests.put(grant["url"], data=data, timeout=10).status_code == 201
     again = requests.put(grant["url"], data=data, timeout=10)
     assert again.status_code == 410 and "already used" in again.json()["error"]["message"]
