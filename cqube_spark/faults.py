@@ -5,11 +5,13 @@
 ``CQUBE_FAULT=<name>`` raises :class:`InjectedFault` at that point; ``CQUBE_FAULT=kill:<name>`` kills the
 process there with SIGKILL (no cleanup, no finally blocks: a crash); ``CQUBE_FAULT=wait:<name>`` pauses
 there until the file ``CQUBE_FAULT_RELEASE`` exists (at most ``CQUBE_FAULT_WAIT_MAX`` seconds, 600), so a
-test can hold a process at a known step while it starts another. Tests set it for one run to prove that
+test can hold a process at a known step while it starts another (or stops a service); on arrival it creates
+``<CQUBE_FAULT_RELEASE>.waiting``. Tests set it for one run to prove that
 the next run recovers; nothing else reads it.
 
-Points: ``intake.locked`` (the intake lock is held, nothing read yet), ``intake.load`` (before each file's
-load).
+Points: ``intake.locked`` (the intake lock is held, nothing read yet), ``intake.copy`` (before each accepted
+file is copied to input/), ``intake.after_copy``, ``intake.load`` (before each file's load),
+``intake.after_bronze``, ``intake.after_quarantine``, ``intake.after_silver``, ``intake.before_bookkeeping``.
 """
 from __future__ import annotations
 
@@ -33,5 +35,7 @@ def point(name: str) -> None:
     if fault == f"wait:{name}":
         release = os.environ.get("CQUBE_FAULT_RELEASE", "")
         deadline = time.monotonic() + float(os.environ.get("CQUBE_FAULT_WAIT_MAX", 600))
+        if release:
+            open(release + ".waiting", "a").close()
         while release and not os.path.exists(release) and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -243,6 +243,7 @@ class Intake:
         zip_name = _safe(uri.rsplit("/", 1)[-1])
         copies = []
         for spec, row, ex in accepted:
+            faults.point("intake.copy")
             day = period_date(spec, ex.header, ex.first_row, self.today, self.start_month)
             base = storage.join(self.ctx.roots["input"], spec.name, f"{day:%Y}", f"{day:%Y-%m}",
                                 f"{day:%Y-%m-%d}_{spec.name}", ex.sha256[:12])
