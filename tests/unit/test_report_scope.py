@@ -1,9 +1,16 @@
-"""District-scoped report data (cqube_spark.report.scope): only the district's units, at every level, in every file."""
+"""District-scoped report data (cqube_spark.report.scope): only the district's units, at every level, in every file;
+the ``scope`` param of the report job (and of the pipeline's report stage)."""
 from __future__ import annotations
 
 import json
+import types
 
+import pytest
+
+from cqube_spark.config import ConfigError, apply_params, load_job_config
+from cqube_spark.models import pipeline
 from cqube_spark.report import build, scope, settings, shape
+from cqube_spark.session import PROJECT_ROOT
 
 SETTINGS = settings.parse({
     "periodTypes": ["window"], "breakdownLevels": ["district", "state"],
@@ -139,3 +146,19 @@ def test_unknown_district_gives_an_empty_copy():
     sc = scope.for_district(shaped(), "9999")
     assert all(not t["rows"] for t in sc["hierarchy"].values())
     assert all(not d["rows"] for d in sc["data"].values())
+
+
+def test_scope_param_is_state_or_district_and_named_when_wrong():
+    cfg = load_job_config(PROJECT_ROOT / "configs" / "jobs" / "report.json")
+    assert apply_params(cfg, ["scope=district"]).model_params["scope"] == "district"
+    with pytest.raises(ConfigError) as e:
+        apply_params(cfg, ["scope=county"])
+    assert "$.modelParams.scope" in str(e.value) and "county" in str(e.value)
+
+    def ctx(scope_value):     # the pipeline's report stage: stageParams.report applied like --param
+        return types.SimpleNamespace(params={"stageParams": {"report": {"scope": scope_value}}}, run_id="r",
+                                     as_of=None, log=None, roots={}, store=None, spark=None)
+    assert pipeline.stage_context(ctx("district"), "report").params["scope"] == "district"
+    with pytest.raises(ConfigError) as e:
+        pipeline.stage_context(ctx("county"), "report")
+    assert "$.modelParams.scope" in str(e.value)
