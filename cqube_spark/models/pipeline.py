@@ -4,8 +4,10 @@
 
 Each stage runs with its own job config (``configs/jobs/{intake,kpis,publish,report}.json``, validated like any job
 config) under the pipeline's run id, so ``job_runs``, the intake log summary, gold ``_run_id`` and
-``metadata.json`` all name the same run. A stage failure stops the pipeline (later stages do not run on
-half-made inputs). Each stage also runs alone: ``cqube-spark run intake|kpis|publish|report``.
+``metadata.json`` all name the same run. Every stage's config, with its ``stageParams``, is validated before the
+first stage runs (a bad ``stageParams.report.scope`` exits 2 before the intake starts). A stage failure stops
+the pipeline (later stages do not run on half-made inputs). Each stage also runs alone:
+``cqube-spark run intake|kpis|publish|report``.
 """
 from __future__ import annotations
 
@@ -83,7 +85,8 @@ def summary_lines(run_id: str, results: dict, timings: dict, rules: dict, roots:
     if "report" in results:
         r = results["report"]
         out.append(f"  report   {timings['report']:6.1f}s  {r.get('files', 0):,} files, "
-                   f"{r.get('data_bytes', 0) / 1e6:.1f} MB of data")
+                   f"{r.get('data_bytes', 0) / 1e6:.1f} MB of data"
+                   + (f"; {r['districts']} district copies" if r.get("districts") else ""))
     output = roots.get("output", "")
     out.append("  look at:")
     out.append(f"    {storage.join(output, 'metadata.json')}   (every published file, with KPI, level, period, rows)")
@@ -100,8 +103,9 @@ def run(ctx) -> dict:
     stages = list(ctx.params.get("stages", ["intake", "kpis", "publish", "report"]))
     results: dict[str, dict] = {}
     timings: dict[str, float] = {}
+    contexts = {stage: stage_context(ctx, stage) for stage in stages}   # every stage's config checked before any runs
     for stage in stages:
-        sctx = stage_context(ctx, stage)
+        sctx = contexts[stage]
         module = importlib.import_module(STAGE_MODULES[stage])
         ctx.log.info("stage start", stage=stage)
         progress.stage(stage)

@@ -33,23 +33,35 @@ def static_files() -> dict[str, bytes]:
     return files
 
 
-def build(published, settings: dict) -> dict[str, bytes]:
+def shaped(published, settings: dict) -> dict:
+    """The report's data before serialization (plain dicts): ``{"metadata", "hierarchy": {level: table},
+    "carried": {kpi: [published file entries]}, "data": {data key: compact document}}``. Reads only."""
     meta = published.metadata
-    files = static_files()
-    levels = []
+    hierarchy: dict[str, dict] = {}
     for f in meta["files"]:
         if f.get("kpi") == "hierarchy" and f.get("format") == "json" and f.get("breakdown") == "total" \
                 and f.get("level") in shape.LEVELS:
-            doc = published.read_json(f["path"])
-            files[f"data/hierarchy/{f['level']}.js"] = shape.js_file(f"hierarchy/{f['level']}",
-                                                                       shape.hierarchy_table(doc))
-            levels.append(f["level"])
+            hierarchy[f["level"]] = shape.hierarchy_table(published.read_json(f["path"]))
     carried = shape.carried_files(meta, settings)
+    data = {}
     for kpi, entries in carried.items():
         for f in entries:
-            doc = published.read_json(f["path"])
             key = shape.data_key(kpi, f["period_type"], f["period"], f.get("breakdown", "total"), f["level"])
-            files[f"data/{key}.js"] = shape.js_file(key, shape.compact(doc, settings["kpis"][kpi]))
-    man = shape.manifest(meta, settings, carried, levels)
+            data[key] = shape.compact(published.read_json(f["path"]), settings["kpis"][kpi])
+    return {"metadata": meta, "hierarchy": hierarchy, "carried": carried, "data": data}
+
+
+def data_files(sh: dict, settings: dict) -> dict[str, bytes]:
+    """Shaped data → the ``data/`` files (hierarchy, one per carried file, the manifest). Pure."""
+    files = {f"data/hierarchy/{lv}.js": shape.js_file(f"hierarchy/{lv}", t) for lv, t in sh["hierarchy"].items()}
+    for kpi, entries in sh["carried"].items():
+        for f in entries:
+            key = shape.data_key(kpi, f["period_type"], f["period"], f.get("breakdown", "total"), f["level"])
+            files[f"data/{key}.js"] = shape.js_file(key, sh["data"][key])
+    man = shape.manifest(sh["metadata"], settings, sh["carried"], list(sh["hierarchy"]))
     files["data/manifest.js"] = f"CQ.manifest={shape.dumps(man)};\n".encode()
     return files
+
+
+def build(published, settings: dict) -> dict[str, bytes]:
+    return {**static_files(), **data_files(shaped(published, settings), settings)}

@@ -5,7 +5,8 @@ the other KPIs are absent, which the page must say). Then the page is opened fro
 no console errors, no request outside the report folder, one map point per school, a click on a district shows
 only its blocks, a period change shows that period's published values, a breakdown filter shows the published
 breakdown rows, the CSV download equals the table, and every data file the page holds equals the published JSON
-value for value.
+value for value. The report stage runs with ``scope=district``: one district's copy is opened from its own folder
+too (no request outside it, only its schools on the map, no other district to pick).
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def out(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("report") / "data"
     generator.generate(str(root / "emission"), schools=12, students_per_school=4, months=["2020-06", "2020-07"],
                        seed=11, sources=["masters", "student_attendance", "pat"])
-    stage = json.dumps({"intake": {"greatExpectations": False}, "kpis": {"kpis": KPIS}, "publish": {"kpis": KPIS}})
+    stage = json.dumps({"intake": {"greatExpectations": False}, "kpis": {"kpis": KPIS}, "publish": {"kpis": KPIS},
+                        "report": {"scope": "district"}})
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CQUBE_DATA_ROOT", str(root))
         for name in ("EMISSION", "INPUT", "OUTPUT", "LAKE"):
@@ -63,8 +65,8 @@ def browser():
 
 
 class Page:
-    def __init__(self, browser, out: Path):
-        self.report = (out / "report").resolve()
+    def __init__(self, browser, out: Path, folder: str = "report"):
+        self.report = (out / folder).resolve()
         self.page = browser.new_page(viewport={"width": 1400, "height": 1200}, accept_downloads=True,
                                      bypass_csp=True)   # the page forbids eval; Playwright polls with it
         self.errors, self.requests = [], []
@@ -226,12 +228,50 @@ def test_unreadable_outputs_exit_1(tmp_path, monkeypatch):
 
 def test_same_outputs_give_identical_report(out, tmp_path):
     from cqube_spark import storage
-    from cqube_spark.report import build, reader, settings
+    from cqube_spark.report import build, job, reader, settings
     from cqube_spark.session import PROJECT_ROOT
 
     cfg = settings.load(PROJECT_ROOT / "configs" / "report.yaml")
-    files = build.build(reader.open_current(storage.Storage(), str(out)), cfg)
+    published = reader.open_current(storage.Storage(), str(out))
+    files = build.build(published, cfg)
     on_disk = {str(p.relative_to(out / "report")): p.read_bytes() for p in (out / "report").rglob("*") if p.is_file()}
-    assert {k: v for k, v in on_disk.items() if k != "metadata.json"} == files
+    state = {k: v for k, v in on_disk.items() if k != "metadata.json" and not k.startswith("district/")}
+    assert state == files
+    copies = job.scoped_copies(build.shaped(published, cfg), cfg, build.static_files())
+    assert len(copies) == len(pub(out, "hierarchy/district.json")["data"]) > 1
+    scoped = {k: v for k, v in on_disk.items() if k.startswith("district/") and not k.endswith("/metadata.json")}
+    assert scoped == {f"{d}/{rel}": b for d, fs in copies.items() for rel, b in fs.items()}
     assert sum(len(v) for k, v in files.items() if k.startswith("data/")) < 2_000_000
     assert shape.dumps({"b": 1, "a": 2}) == '{"a":2,"b":1}'
+
+
+@pytest.fixture(scope="module")
+def district(out):
+    """The published district with the most schools, and its schools (from the published hierarchy)."""
+    schools = pub(out, "hierarchy/school.json")["data"]
+    ids = sorted({r["district_id"] for r in schools})
+    assert len(ids) > 1
+    did = max(ids, key=lambda d: (sum(r["district_id"] == d for r in schools), d))
+    return did, [r for r in schools if r["district_id"] == did]
+
+
+def test_district_copy_shows_only_that_district(browser, out, district):
+    did, schools = district
+    p = Page(browser, out, f"report/district/{did}")
+    try:
+        assert p.errors == []
+        base = p.report.as_uri() + "/"
+        assert [u for u in p.requests if not u.startswith(base)] == []
+        assert p.js("Object.keys(CQ.H.district)") == [did]
+        options = p.js("[...document.getElementById('unit').options].map(o => o.value).filter(v => v)")
+        assert options == [did]
+        p.select("#level", "school")
+        points = p.js("echarts.getInstanceByDom(document.getElementById('map')).getOption().series[0].data")
+        assert sorted(x["id"] for x in points) == sorted(r["school_id"] for r in schools)
+        by_id = {r["school_id"]: r for r in pub(out, "student_attendance/overall/school.json")["data"]}
+        assert all(x["value"][:2] == [by_id[x["id"]]["lng"], by_id[x["id"]]["lat"]] for x in points)
+        assert p.js("Object.values(CQ.manifest.kpis).flatMap(k => k.files || []).filter(f => f.endsWith('/state'))") \
+            == []
+        assert p.errors == []
+    finally:
+        p.page.close()
