@@ -11,7 +11,8 @@ the next run recovers; nothing else reads it.
 
 Points: ``intake.locked`` (the intake lock is held, nothing read yet), ``intake.copy`` (before each accepted
 file is copied to input/), ``intake.after_copy``, ``intake.load`` (before each file's load),
-``intake.after_bronze``, ``intake.after_quarantine``, ``intake.after_silver``, ``intake.before_bookkeeping``.
+``intake.after_bronze``, ``intake.after_quarantine``, ``intake.after_silver``, ``intake.before_bookkeeping``,
+``publish.after_staging`` (the run is staged under ``_runs/<run_id>/``, readers not yet switched).
 """
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from cqube_spark import storage
+from cqube_spark import faults, storage
 from cqube_spark.kpi import hierarchy as H
 from cqube_spark.kpi.job import delta_reader
 from cqube_spark.kpi.spec import KPI_DIR, LEVELS, KpiSpec, load_specs
@@ -268,6 +268,7 @@ def run(ctx) -> dict:
     stager.put("metadata.json", render.json_bytes(meta), {"kpi": None, "format": "json"})
     tops = sorted({f["path"].split("/")[0] for f in files} | {"metadata.json"})
     keep = int(params.get("keepRuns", 3))
+    faults.point("publish.after_staging")    # the whole run is staged; nothing of it is visible yet
     if stager.local:
         switch.switch_local(output, ctx.run_id, tops, keep)
     else:
