@@ -34,6 +34,13 @@ SERVICE_PORTS = {
 }
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a private server or API process of one test)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def require_service(name: str) -> None:
     host, port = SERVICE_PORTS[name]
     try:

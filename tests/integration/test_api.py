@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,18 +14,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO, require_service
+from tests.conftest import REPO, free_port, require_service
 
 KC = f"http://127.0.0.1:{os.environ.get('CQUBE_KEYCLOAK_PORT', '8180')}"
 ISSUER = f"{KC}/realms/cqube"
 MGMT_HEADER = '"ManagementId"|"Management"|default_option'
 METRICS_TOKEN = f"scrape-{uuid.uuid4().hex}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def token(user: str, client: str = "cqube-api", secret: str = "cqube-api-secret") -> str:

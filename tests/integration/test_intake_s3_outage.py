@@ -8,7 +8,6 @@ the shared server on 8333 is never touched. The run is paused at the ``intake.co
 while the server is stopped, so the outage hits the copy, not a race.
 """
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,10 @@ import zipfile
 from pathlib import Path
 
 from cqube_spark.storage import Storage
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 MEMBER = "school_management_master.csv"
 TEXT = "ManagementId|Management|default_option\n1|Govt|\n2|Tribal|\n3|Aided|\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def services(env: dict, verb: str) -> None:

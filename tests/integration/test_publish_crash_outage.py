@@ -20,8 +20,8 @@ import pytest
 from cqube_spark.runner import run_job
 from cqube_spark.sample import generator
 from cqube_spark.storage import Storage
-from tests.conftest import REPO
-from tests.integration.test_intake_s3_outage import free_port, services
+from tests.conftest import REPO, free_port
+from tests.integration.test_intake_s3_outage import services
 
 KPI = ["student_attendance"]
 PUBLISH = [f"kpis={json.dumps(KPI)}"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -20,16 +19,10 @@ import pytest
 
 from cqube_spark.exhaust.settings import CassandraSettings
 from cqube_spark.streaming import samples, sink
-from tests.conftest import REPO, require_service
+from tests.conftest import REPO, free_port, require_service
 from tests.integration.test_streaming_events import fetch, micros, new_program, publish, run, topic  # noqa: F401
 
 PER_BATCH = 25
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PrivateCassandra:
