@@ -17,7 +17,7 @@ import time
 import traceback
 from typing import Any
 
-from cqube_spark import safenames, storage
+from cqube_spark import faults, safenames, storage
 from cqube_spark.exhaust import JOB_ID, report, requests, settings, sink, sources
 from cqube_spark.exhaust.filters import DEFAULT_LOCATION_KEYS, InvalidRequest, parse_filters
 from cqube_spark.logs import redact_text, register_env_secrets, register_secret
@@ -143,6 +143,7 @@ def process(ctx, req: requests.JobRequest, p: dict[str, Any]) -> dict[str, Any]:
         quote_labels = set(p.get("quote_column", []))
         quoted = [key for key, label in cols if label in quote_labels and key in report.PII_COLUMNS]
         need_pii = include_consent and int(stats["with_pii"] or 0) > 0
+        faults.point("exhaust.before_redis")
         pii_key = None
         if need_pii:
             from cqube_spark.exhaust.crypto import key_from_env
@@ -189,6 +190,7 @@ def run(ctx) -> dict[str, Any]:
             register_secret(req.encryption_key)  # the zip password never appears in a message or a log
             counters["requests"] += 1
             requests.mark_processing(conn, req)
+            faults.point("exhaust.claimed")
             t0 = time.monotonic()
             message = None
             try:
