@@ -1,4 +1,4 @@
-"""PostgreSQL and Redis stopped in the middle of an exhaust run, then started again (19.8): the run fails with a
+"""PostgreSQL, Redis and Cassandra stopped in the middle of an exhaust run, then started again (19.8): the run fails with a
 clear error naming the service and its endpoint, the request stays retryable (not lost, not marked done), no
 zip or half-written file is visible, and the next run completes the request exactly once, with the same CSV
 as an uninterrupted run.
@@ -6,11 +6,16 @@ as an uninterrupted run.
 The outages are real: a private PostgreSQL and a private Redis (own free ports, own data under a temp folder,
 started and stopped by ``scripts/services.sh`` with ``CQUBE_SERVICES_DIR`` / ``CQUBE_PG_PORT`` /
 ``CQUBE_REDIS_PORT``), shared by the module; the shared servers on 5432/6379 are never touched. Enrollments and
-consents are read from the shared Cassandra (read only here). Each run is the job's ``run`` (what ``cqube-spark
+consents are read from the shared Cassandra (read only here), except in the Cassandra test, whose private node
+(``CQUBE_CASSANDRA_PORT`` / ``CQUBE_CASSANDRA_STORAGE_PORT``; ~30 s to start, ~7 s to stop, ~35 s to start
+again here) holds the same rows. Each run is the job's ``run`` (what ``cqube-spark
 run program-user-exhaust`` calls; the runner records whatever it raises as the run's error) in a thread of
 this process, held at a fault point (``wait:``) while the server is stopped, so the outage hits a known step:
 ``exhaust.claimed`` (the request is read and marked PROCESSING; the next PostgreSQL write is its outcome) and
-``exhaust.before_redis`` (Cassandra read; the PII is about to be fetched from Redis).
+``exhaust.before_redis`` (Cassandra read; the PII is about to be fetched from Redis). A Redis or Cassandra
+outage fails the request (``Internal Server Error: <the driver's error, naming the endpoint>``, iteration + 1,
+so retried by the next run up to ``maxIterations``) and the run goes on; a PostgreSQL outage ends the run
+(``PostgresFailed``: the runner exits 1), the request left PROCESSING for the next run.
 """
 from __future__ import annotations
 
@@ -71,7 +76,7 @@ class World:
 
     def seed(self, cipher) -> None:
         """Four users: two consented with PII in Redis, one revoked, one whose program needs no consent."""
-        from cqube_spark.exhaust import seed, settings
+        from cqube_spark.exhaust import settings
 
         rows, consents = [], []
         for i, (status, pii) in enumerate([("ACTIVE", True), ("ACTIVE", True), ("REVOKED", True), (None, False)]):
@@ -87,15 +92,20 @@ class World:
                                      last_updated_on=FEB))
             self.people.append({"user_id": uid, "firstname": f"First{i}", "lastname": "Last",
                                 "email": f"u{i}@example.org", "phone": f"900000000{i}"})
-        cluster = settings.cassandra().cluster()
+        self.rows, self.consents, self.cipher = rows, consents, cipher
+        self.put_enrollments(settings.cassandra())
+        self.put_people()
+
+    def put_enrollments(self, conf) -> None:
+        from cqube_spark.exhaust import seed
+
+        cluster = conf.cluster()
         try:
             session = cluster.connect()
-            seed.insert_enrollments(session, rows)
-            seed.insert_consents(session, consents)
+            seed.insert_enrollments(session, self.rows)
+            seed.insert_consents(session, self.consents)
         finally:
             cluster.shutdown()
-        self.cipher = cipher
-        self.put_people()
 
     def put_people(self) -> None:
         import redis
@@ -298,3 +308,45 @@ def test_redis_stopped_mid_run_then_started_the_request_completes_once(outage, s
 
     w.put_people()  # the Redis servers run without persistence: the upstream system puts its users back
     completed_once(w, spark, data_root, tag, rid)
+
+
+@pytest.fixture(scope="module")
+def private_cassandra(tmp_path_factory):
+    """A private single Cassandra node (its own ports and data; ~30 s to start here), only for the test below."""
+    from tests.integration.test_streaming_outage import PrivateCassandra
+
+    node = PrivateCassandra(tmp_path_factory.mktemp("cassandra"))
+    node.env["CQUBE_SERVICES_START_TIMEOUT"] = "120"
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def test_cassandra_stopped_mid_run_then_started_the_request_completes_once(outage, private_cassandra, spark,
+                                                                           data_root, tmp_path, monkeypatch):
+    from cqube_spark.exhaust import requests
+    from cqube_spark.exhaust.cli import init_cassandra
+
+    w, tag = outage, "cass-" + uuid.uuid4().hex[:8]
+    monkeypatch.setenv("CQUBE_CASSANDRA_HOSTS", f"127.0.0.1:{private_cassandra.port}")
+    init_cassandra()
+    w.put_enrollments(private_cassandra.conf)                # the module's program, on the private node
+    rid = w.submit(tag)
+    release = tmp_path / "go"
+    thread, result = held_run(spark, monkeypatch, "exhaust.claimed", release)
+    private_cassandra.stop()                                 # the outage, before the enrollments are read
+    try:
+        counters = finish(thread, result, release, monkeypatch)["counters"]
+    finally:
+        private_cassandra.start()                            # back, with its data (commit log on disk)
+    assert [(r["request_id"], r["status"]) for r in counters["results"]] == [(rid, requests.FAILED)]
+    req = w.get(tag, rid)
+    assert (req.status, req.iteration, req.download_urls) == (requests.FAILED, 1, None)
+    assert req.err_message.startswith("Internal Server Error: cassandra.cluster.NoHostAvailable: ('Unable to "
+                                      f"connect to any servers', {{'127.0.0.1:{private_cassandra.port}': "), \
+        req.err_message
+    nothing_visible(data_root, tmp_path)
+
+    completed_once(w, spark, data_root, tag, rid)            # the enrollments were kept: the same CSV
