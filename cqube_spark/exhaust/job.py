@@ -5,7 +5,9 @@ PROCESSING → SUCCESS (download_urls, dt_file_created, dt_job_completed, execut
 (err_message, iteration + 1). Messages: ``Not a Valid Request: <why>``, ``No Data Found``,
 ``Internal Server Error: <short reason>``. One bad request never stops the others. The zip is published
 before the row says SUCCESS; a crash before that leaves the row PROCESSING, picked up again by the next run.
-A PostgreSQL advisory lock keeps two runs of the job from working at the same time.
+A PostgreSQL advisory lock keeps two runs of the job from working at the same time. PostgreSQL failing under
+a run ends it with ``requests.PostgresFailed`` (the endpoint, what the run was doing, the server's first line);
+the request in flight stays PROCESSING and a zip whose SUCCESS could not be written is removed again.
 A row's ``request_id`` and ``tag`` (written by another system) are checked as names (:mod:`cqube_spark.safenames`)
 before any path is built: a hostile one fails ``Not a Valid Request: request_id ... is not a safe name: <why>``.
 Messages stored in ``err_message`` have every registered secret (env secrets, the row's zip key) masked.
