@@ -12,7 +12,10 @@ the next run recovers; nothing else reads it.
 Points: ``intake.locked`` (the intake lock is held, nothing read yet), ``intake.copy`` (before each accepted
 file is copied to input/), ``intake.after_copy``, ``intake.load`` (before each file's load),
 ``intake.after_bronze``, ``intake.after_quarantine``, ``intake.after_silver``, ``intake.before_bookkeeping``,
-``publish.after_staging`` (the run is staged under ``_runs/<run_id>/``, readers not yet switched).
+``publish.after_staging`` (the run is staged under ``_runs/<run_id>/``, readers not yet switched),
+``exhaust.claimed`` (a request is read from ``job_request`` and marked PROCESSING; nothing read from
+Cassandra or Redis yet), ``exhaust.before_redis`` (the request's Cassandra rows are read and counted; no PII
+fetched from Redis, no zip written yet).
 """
 from __future__ import annotations
 

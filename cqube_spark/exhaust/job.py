@@ -5,7 +5,9 @@ PROCESSING → SUCCESS (download_urls, dt_file_created, dt_job_completed, execut
 (err_message, iteration + 1). Messages: ``Not a Valid Request: <why>``, ``No Data Found``,
 ``Internal Server Error: <short reason>``. One bad request never stops the others. The zip is published
 before the row says SUCCESS; a crash before that leaves the row PROCESSING, picked up again by the next run.
-A PostgreSQL advisory lock keeps two runs of the job from working at the same time.
+A PostgreSQL advisory lock keeps two runs of the job from working at the same time. PostgreSQL failing under
+a run ends it with ``requests.PostgresFailed`` (the endpoint, what the run was doing, the server's first line);
+the request in flight stays PROCESSING and a zip whose SUCCESS could not be written is removed again.
 A row's ``request_id`` and ``tag`` (written by another system) are checked as names (:mod:`cqube_spark.safenames`)
 before any path is built: a hostile one fails ``Not a Valid Request: request_id ... is not a safe name: <why>``.
 Messages stored in ``err_message`` have every registered secret (env secrets, the row's zip key) masked.
@@ -17,7 +19,7 @@ import time
 import traceback
 from typing import Any
 
-from cqube_spark import safenames, storage
+from cqube_spark import faults, safenames, storage
 from cqube_spark.exhaust import JOB_ID, report, requests, settings, sink, sources
 from cqube_spark.exhaust.filters import DEFAULT_LOCATION_KEYS, InvalidRequest, parse_filters
 from cqube_spark.logs import redact_text, register_env_secrets, register_secret
@@ -67,13 +69,19 @@ def params_with_defaults(params: dict[str, Any], source: str = "modelParams") ->
 
 def short_reason(e: BaseException) -> str:
     """One line, no stack: the exception type and the first line of its message (≤ 200 chars). For a Spark
-    job that failed in a Python worker, the worker's own error line is used instead of the JVM wrapper's."""
+    job that failed in a Python worker, the worker's own error line is used instead of the JVM wrapper's: the
+    last exception of its traceback (a chained one, e.g. redis' ``ConnectionError`` raised while handling
+    ``ConnectionRefusedError``, names the service and the endpoint; the first one may not)."""
     text = str(e)
     lines = text.splitlines()
     if "Traceback (most recent call last):" in text:
         start = lines.index(next(l for l in lines if "Traceback (most recent call last):" in l))
-        for line in lines[start + 1:]:
-            if line and not line[0].isspace() and not line.startswith("Traceback"):
+        block = lines[start:]
+        end = next((i for i, l in enumerate(block) if l.startswith(("\tat ", "Driver stacktrace"))), len(block))
+        block = block[:end]  # the worker's traceback, without the JVM's stack after it
+        last = max(i for i, l in enumerate(block) if "Traceback (most recent call last):" in l)
+        for line in block[last + 1:]:
+            if line and not line[0].isspace():
                 return line.strip()[:200]
     first = lines[0].strip() if lines else ""
     return f"{type(e).__name__}: {first}"[:200]
@@ -143,6 +151,7 @@ def process(ctx, req: requests.JobRequest, p: dict[str, Any]) -> dict[str, Any]:
         quote_labels = set(p.get("quote_column", []))
         quoted = [key for key, label in cols if label in quote_labels and key in report.PII_COLUMNS]
         need_pii = include_consent and int(stats["with_pii"] or 0) > 0
+        faults.point("exhaust.before_redis")
         pii_key = None
         if need_pii:
             from cqube_spark.exhaust.crypto import key_from_env
@@ -169,11 +178,33 @@ def process(ctx, req: requests.JobRequest, p: dict[str, Any]) -> dict[str, Any]:
         rows.unpersist()
 
 
+def withdraw(ctx, uri: str) -> None:
+    """Remove a published zip whose request could not be marked SUCCESS: a report is visible only with its
+    SUCCESS row (the request stays PROCESSING and the next run builds it again)."""
+    try:
+        ctx.store.delete(uri)
+    except Exception as e:  # noqa: BLE001 - the next run overwrites it at the same location
+        ctx.log.error("could not remove the zip of an unfinished request", uri=uri, error=short_reason(e))
+
+
 def run(ctx) -> dict[str, Any]:
+    """Process the pending requests; a PostgreSQL failure ends the run with :class:`requests.PostgresFailed`
+    (the request in flight stays PROCESSING, its zip withdrawn, and the next run takes it again)."""
+    import psycopg2
+
+    state: dict[str, Any] = {"doing": "connecting"}
+    try:
+        return _run(ctx, state)
+    except psycopg2.Error as e:
+        raise requests.failure(e, state["doing"]) from e
+
+
+def _run(ctx, state: dict[str, Any]) -> dict[str, Any]:
     p = params_with_defaults(ctx.params, ctx.config.source)
     log = ctx.log
     counters: dict[str, Any] = {"rows": 0, "requests": 0, "success": 0, "failed": 0, "results": []}
     with requests.connect() as conn:
+        state["doing"] = "reading job_request"
         requests.ensure_table(conn)
         if not requests.try_lock_job(conn, JOB_ID):
             log.warning("another program-user-exhaust run holds the lock; nothing to do")
@@ -188,7 +219,9 @@ def run(ctx) -> dict[str, Any]:
         for req in todo:
             register_secret(req.encryption_key)  # the zip password never appears in a message or a log
             counters["requests"] += 1
+            state["doing"] = f"processing request {req.request_id} (it stays PROCESSING for the next run)"
             requests.mark_processing(conn, req)
+            faults.point("exhaust.claimed")
             t0 = time.monotonic()
             message = None
             try:
@@ -204,7 +237,11 @@ def run(ctx) -> dict[str, Any]:
             ms = int((time.monotonic() - t0) * 1000)
             message = redact_text(message)  # err_message is shown to the requester: no secret in it
             if message is None:
-                requests.mark_success(conn, req, [result["uri"]], requests.utcnow(), ms)
+                try:
+                    requests.mark_success(conn, req, [result["uri"]], requests.utcnow(), ms)
+                except BaseException:
+                    withdraw(ctx, result["uri"])
+                    raise
                 counters["success"] += 1
                 counters["rows"] += result["rows"]
                 counters["results"].append({"request_id": req.request_id, "status": requests.SUCCESS,

@@ -68,6 +68,34 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
+class PostgresFailed(RuntimeError):
+    """PostgreSQL failed under a run (server stopped, connection lost): the message names the endpoint
+    (host:port/database, never the DSN's password) and the server's first line."""
+
+
+def endpoint(dsn: str | None = None) -> str:
+    """``host:port/database`` of a DSN (no user, no password)."""
+    from psycopg2.extensions import parse_dsn
+
+    try:
+        d = parse_dsn(dsn or settings.postgres_dsn())
+    except Exception:  # noqa: BLE001 - a DSN psycopg2 cannot parse is reported by connect() itself
+        return "?"
+    return f"{d.get('host', 'localhost')}:{d.get('port', 5432)}/{d.get('dbname', '')}"
+
+
+def failure(e: BaseException, doing: str) -> PostgresFailed:
+    """A :class:`PostgresFailed` for a psycopg2 error; the first one of the chain gives the reason (a closed
+    connection's ``connection already closed`` hides the ``server closed the connection`` behind it)."""
+    import psycopg2
+
+    root = e
+    while isinstance(root.__context__, psycopg2.Error):
+        root = root.__context__
+    first = (str(root).strip().splitlines() or [""])[0]
+    return PostgresFailed(f"PostgreSQL at {endpoint()} failed while {doing}: {type(root).__name__}: {first}")
+
+
 @contextmanager
 def connect(dsn: str | None = None) -> Iterator[Any]:
     import psycopg2
