@@ -37,8 +37,8 @@ def tokens():
     except requests.RequestException:
         pytest.fail(f"keycloak is not reachable at {KC}; start it with `scripts/services.sh start keycloak`",
                     pytrace=False)
-    users = ["admin1", "emitter1", "viewer_state", "viewer_d1", "viewer_b1", "creator_d1", "pm1", "noroles",
-             "noscope"]
+    users = ["admin1", "emitter1", "viewer_state", "viewer_d1", "viewer_d2", "viewer_b1", "creator_d1", "pm1",
+             "noroles", "noscope"]
     return {u: {"Authorization": f"Bearer {token(u)}"} for u in users}
 
 
@@ -115,10 +115,32 @@ def api(tmp_path_factory, s3):
     p1, p2 = free_port(), free_port()
     procs = [start_api(env, p1), start_api(local_env, p2, expiry=2)]
     yield {"url": f"http://127.0.0.1:{p1}", "local_url": f"http://127.0.0.1:{p2}", "env": env, "root": root,
-           "local_root": local_root, "bucket": bucket}
+           "local_root": local_root, "bucket": bucket, "pids": [p.pid for p in procs]}
     for p in procs:
         p.terminate()
         p.wait(10)
+
+
+@pytest.fixture(scope="module")
+def s3_api(api, s3, tmp_path_factory):
+    """A third API process with emission and output both on S3 (its own emission prefix: the main API's intake
+    test counts what its emission holds), and upload links that live 2 s."""
+    staged = tmp_path_factory.mktemp("s3-output")
+    publish_fixture(staged)
+    out = f"{api['bucket']}/output"
+    for f in sorted(p for p in staged.rglob("*") if p.is_file()):
+        s3.write_bytes(f"{out}/{f.relative_to(staged).as_posix()}", f.read_bytes())
+    root = tmp_path_factory.mktemp("s3-api") / "data"
+    for sub in ("input", "lake"):
+        (root / sub).mkdir(parents=True)
+    emission = f"{api['bucket']}/emission-s3"
+    env = dict(api["env"], CQUBE_DATA_ROOT=str(root), CQUBE_OUTPUT_URI=out, CQUBE_EMISSION_URI=emission,
+               CQUBE_LOG_DIR=str(root / "logs"))
+    port = free_port()
+    proc = start_api(env, port, expiry=2)
+    yield {"url": f"http://127.0.0.1:{port}", "emission": emission, "env": env}
+    proc.terminate()
+    proc.wait(10)
 
 
 def zip_bytes(tmp_path: Path, rows: tuple[str, ...] = ('1|"Govt"|', '2|"Tribal"|')) -> bytes:
@@ -164,6 +186,10 @@ def test_expired_token_is_401(api):
     ("emitter1", "get", "/admin/files", None),
     ("viewer_d1", "get", "/admin/logs/intake", None),
     ("noscope", "get", "/download/files", None),
+    ("noscope", "get", "/download/uri?path=student_attendance/overall/block.json", None),
+    ("emitter1", "get", "/dataset/v1/request/list/t1", None),
+    ("viewer_d1", "get", "/dataset/v1/request/read/t1?request_id=x", None),
+    ("noroles", "post", "/emission/uploads", {"file_name": "a.zip", "size_bytes": 10}),
 ])
 def test_every_role_and_scope_refusal_is_403(api, tokens, user, method, path, body):
     r = getattr(requests, method)(api["url"] + path, headers=tokens[user], json=body, timeout=10)
@@ -270,6 +296,57 @@ def test_state_viewer_gets_presigned_get_of_the_whole_file(api, tokens):
                         headers=tokens["viewer_state"], timeout=10).json()
     doc = requests.get(link["url"], timeout=10).json()   # local output: a signed link, unfiltered
     assert doc["data"][0]["state_id"] == "75"
+
+
+def test_outputs_on_s3_state_gets_a_presigned_get_districts_their_rows(s3_api, tokens):
+    u = s3_api["url"]
+    link = requests.get(f"{u}/download/uri", params={"path": "student_attendance/overall/state.json"},
+                        headers=tokens["viewer_state"], timeout=10).json()["url"]
+    assert "X-Amz-Signature" in link
+    assert requests.get(link, timeout=10).json()["data"] == [{"state_id": "75", "attendance_pct": 89.0}]
+    for user, district in (("viewer_d1", "7501"), ("viewer_d2", "7502")):
+        link = requests.get(f"{u}/download/uri", params={"path": "student_attendance/overall/block.json"},
+                            headers=tokens[user], timeout=10).json()["url"]
+        assert "X-Amz" not in link
+        assert {r["district_id"] for r in requests.get(link, timeout=10).json()["data"]} == {district}
+    listed = requests.get(f"{u}/download/files", params={"prefix": "student_attendance/overall/block"},
+                          headers=tokens["viewer_d1"], timeout=10).json()["files"]
+    assert sorted(f["path"] for f in listed) == ["student_attendance/overall/block.csv",
+                                                 "student_attendance/overall/block.json"]
+    for bad in ("../output", "student_attendance/%2e%2e/", "/student_attendance"):
+        r = requests.get(f"{u}/download/files", params={"prefix": bad}, headers=tokens["viewer_d1"], timeout=10)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "bad_path"
+
+
+def test_an_expired_presigned_put_is_refused_by_s3(s3_api, tokens, tmp_path, s3):
+    data = zip_bytes(tmp_path)
+    grant = requests.post(f"{s3_api['url']}/emission/uploads", json={"file_name": "late.zip", "size_bytes": len(data)},
+                          headers=tokens["emitter1"], timeout=10).json()
+    assert "X-Amz-Signature" in grant["url"]
+    time.sleep(3)   # this server's links live 2 s
+    r = requests.put(grant["url"], data=data, headers=grant["headers"], timeout=30)
+    assert r.status_code == 403 and "expired" in r.text.lower()
+    ack = requests.get(f"{s3_api['url']}/emission/uploads/{grant['upload_id']}", headers=tokens["emitter1"],
+                       timeout=10).json()
+    assert ack["status"] == "expired"
+
+
+def test_emit_command_uploads_a_folder_to_s3_by_presigned_url(s3_api, tokens, tmp_path, s3):
+    folder = tmp_path / "state_2020-07"
+    folder.mkdir()
+    (folder / "school_management_master.csv").write_text(MGMT_HEADER + '\n1|"Govt"|\n')
+    env = dict(s3_api["env"], CQUBE_API_TOKEN=tokens["emitter1"]["Authorization"].split()[1])
+    out = subprocess.run([sys.executable, "-m", "cqube_spark.cli", "emit", str(folder), "--api", s3_api["url"]],
+                         env=env, cwd=str(REPO), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    ack = json.loads(out.stdout)
+    assert ack["status"] == "received" and ack["acknowledgement"]["file_name"] == "state_2020-07.zip"
+    keys = [k for k in s3.list(s3_api["emission"]) if k.endswith(f"{ack['upload_id']}_state_2020-07.zip")]
+    assert len(keys) == 1
+    out = subprocess.run([sys.executable, "-m", "cqube_spark.cli", "emit", str(folder), "--api", s3_api["url"]],
+                         env=dict(env, CQUBE_API_TOKEN="x"), cwd=str(REPO), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1 and "401" in out.stderr
 
 
 # -- emission -------------------------------------------------------------------------------------------------
@@ -386,3 +463,12 @@ def test_exhaust_request_submit_read_list(api, tokens):
     bad = dict(body, request={**body["request"], "datasetConfig": {"filters": "x"}})
     r = requests.post(f"{u}/dataset/v1/request/submit", json=bad, headers=h, timeout=10)
     assert r.status_code == 422 and "Not a Valid Request" in r.json()["error"]["message"]
+
+
+def test_the_api_processes_never_started_a_jvm(api):
+    """Last in the module, after every route was called: no Spark in the request path (no child process, no
+    libjvm mapped into the API's processes)."""
+    for pid in api["pids"]:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        assert children == [], f"API process {pid} has children {children}"
+        assert "libjvm" not in Path(f"/proc/{pid}/maps").read_text()
