@@ -176,6 +176,30 @@ def test_expired_token_is_401(api):
     assert r.status_code == 401 and r.json()["error"]["code"] == "token_expired"
 
 
+def test_wrong_audience_wrong_issuer_and_id_tokens_are_401(api):
+    """Real Keycloak tokens that fail one check each: another client's (no cqube-api audience), one issued under
+    another host name (same realm and keys, another issuer), and an ID token (right audience, not an access token)."""
+    u = f"{api['url']}/download/buckets"
+    r = requests.post(f"{ISSUER}/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "password", "client_id": "admin-cli", "username": "viewer_d1", "password": "viewer_d1-pw"})
+    assert r.status_code == 200, r.text
+    r = requests.get(u, headers={"Authorization": f"Bearer {r.json()['access_token']}"}, timeout=10)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_token" and "aud" in r.text
+    r = requests.post(f"{ISSUER.replace('127.0.0.1', 'localhost')}/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "password", "client_id": "cqube-api", "client_secret": "cqube-api-secret",
+        "username": "viewer_d1", "password": "viewer_d1-pw", "scope": "openid"})
+    assert r.status_code == 200, r.text
+    r = requests.get(u, headers={"Authorization": f"Bearer {r.json()['access_token']}"}, timeout=10)
+    assert r.status_code == 401 and "issuer" in r.json()["error"]["message"]
+    r = requests.post(f"{ISSUER}/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "password", "client_id": "cqube-api", "client_secret": "cqube-api-secret",
+        "username": "admin1", "password": "admin1-pw", "scope": "openid"})
+    id_token = r.json()["id_token"]
+    r = requests.get(f"{api['url']}/admin/files", headers={"Authorization": f"Bearer {id_token}"}, timeout=10)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_token", r.text
+    assert "ID token" in r.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("user,method,path,body", [
     ("noroles", "get", "/download/buckets", None),
     ("emitter1", "get", "/download/files", None),

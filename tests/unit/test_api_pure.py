@@ -1,6 +1,8 @@
 """Pure pieces of the API: scope parsing and filters, path safety, signed links, log files."""
 import datetime as dt
+import http.server
 import json
+import threading
 
 import pytest
 
@@ -94,3 +96,52 @@ def test_serve_config_loads_with_env_overrides_and_names_bad_fields(tmp_path):
     bad.write_text(json.dumps({"model": "serve", "modelParams": {"issuer": "x", "audience": "a"}}))
     with pytest.raises(ConfigError, match=r"\$\.modelParams\.issuer"):
         config.load(bad, env={})
+
+
+# -- tokens and /metrics without Keycloak: a key of our own, its JWKS served on 127.0.0.1 ---------------------
+
+ISS, AUD = "https://issuer.test/realms/cqube", "cqube-api"
+
+
+@pytest.fixture(scope="module")
+def signer(tmp_path_factory):
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    certs = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Certs(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(certs)
+
+        def log_message(self, *a):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Certs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def make(roles=(), **claims):
+        now = int(dt.datetime.now(dt.timezone.utc).timestamp())
+        body = {"iss": ISS, "aud": AUD, "sub": "s1", "exp": now + 60, "iat": now, "typ": "Bearer",
+                "preferred_username": "scraper", "realm_access": {"roles": list(roles)}, **claims}
+        return jwt.encode(body, key, algorithm="RS256", headers={"kid": "k1"})
+    yield f"http://127.0.0.1:{server.server_port}/certs", make
+    server.shutdown()
+
+
+def test_verifier_checks_audience_issuer_expiry_and_token_type(signer):
+    from cqube_spark.api.auth import Verifier
+
+    url, make = signer
+    v = Verifier(ISS, AUD, url)
+    assert v.verify(f"Bearer {make(['emitter'])}").roles == {"emitter"}
+    for bad, code in ((make(aud="account"), "invalid_token"), (make(iss="https://other/realms/cqube"), "invalid_token"),
+                      (make(exp=1), "token_expired"), (make(typ="ID"), "invalid_token"),
+                      (make(typ="Refresh"), "invalid_token")):
+        with pytest.raises(ApiError) as e:
+            v.verify(f"Bearer {bad}")
+        assert (e.value.status, e.value.code) == (401, code)
