@@ -231,6 +231,20 @@ def test_openapi_and_error_shape(api):
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
 
 
+def test_a_chunked_body_over_the_limit_is_413(api, tokens):
+    """No Content-Length (chunked transfer): the body is counted as it arrives, not trusted to a header."""
+    def chunks():
+        for _ in range(200):
+            yield b"x" * 10_000
+    r = requests.post(f"{api['url']}/emission/uploads", data=chunks(), timeout=30,
+                      headers={**tokens["emitter1"], "Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large", r.text
+    small = iter([json.dumps({"file_name": "chunked.zip", "size_bytes": 10}).encode()])
+    r = requests.post(f"{api['url']}/emission/uploads", data=small, timeout=30,
+                      headers={**tokens["emitter1"], "Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+
+
 # -- downloads, filtered by scope -----------------------------------------------------------------------------
 
 def test_district_viewer_lists_and_downloads_only_their_district(api, tokens):
