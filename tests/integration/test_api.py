@@ -354,6 +354,8 @@ def test_outputs_on_s3_state_gets_a_presigned_get_districts_their_rows(s3_api, t
     for bad in ("../output", "student_attendance/%2e%2e/", "/student_attendance"):
         r = requests.get(f"{u}/download/files", params={"prefix": bad}, headers=tokens["viewer_d1"], timeout=10)
         assert r.status_code == 400 and r.json()["error"]["code"] == "bad_path"
+    meta = requests.get(f"{u}/download/metadata", headers=tokens["viewer_d1"], timeout=10).json()
+    assert all("rows" not in f and "sha256" not in f for f in meta["files"])   # counts of the whole state
 
 
 def test_an_expired_presigned_put_is_refused_by_s3(s3_api, tokens, tmp_path, s3):

@@ -145,3 +145,12 @@ def test_verifier_checks_audience_issuer_expiry_and_token_type(signer):
         with pytest.raises(ApiError) as e:
             v.verify(f"Bearer {bad}")
         assert (e.value.status, e.value.code) == (401, code)
+
+
+def test_scoped_metadata_has_no_whole_file_figures():
+    from cqube_spark.api.outputs import filter_metadata
+
+    files = [{"path": "k/overall/block.json", "level": "block", "rows": 40, "bytes": 900, "sha256": "ab"}]
+    assert filter_metadata({"files": files}, files, parse_scope("district:1"))["files"] == \
+        [{"path": "k/overall/block.json", "level": "block"}]
+    assert filter_metadata({"files": files}, files, parse_scope("state"))["files"] == files
