@@ -7,7 +7,9 @@
 
 The rules are those of ``cqube-spark exhaust submit``: the job's ``authorizedRoles`` (the token's
 ``program_manager`` role is ``PROGRAM_MANAGER``), a non-empty encryption key, ``parse_filters`` on the request
-data; the id is ``exhaust.requests.request_id``. The encryption key is never returned.
+data; the id is ``exhaust.requests.request_id``. The encryption key is never returned. As ``exhaust status``:
+a finished request's download link (a presigned GET of the zip on S3, for ``presignedUrlExpirySeconds``) goes
+only to its requester; anyone else gets ``downloadUrls: []`` and ``urlWithheld``, never the storage location.
 """
 from __future__ import annotations
 
@@ -17,18 +19,41 @@ from cqube_spark.api.auth import require
 from cqube_spark.api.errors import ApiError
 
 
-def _view(req) -> dict:
+WITHHELD = "the download link is shown only to the requester"
+
+
+def _links(req, username: str, store) -> dict:
+    from cqube_spark.exhaust import JOB_ID
+    from cqube_spark.exhaust.cli import job_params
+    from cqube_spark.storage import parse_uri
+
+    if not req.download_urls:
+        return {}
+    if username != req.requested_by:
+        return {"downloadUrls": [], "urlWithheld": WITHHELD}
+    try:
+        expiry = job_params(JOB_ID)["presignedUrlExpirySeconds"]
+    except Exception:  # noqa: BLE001 - the job's default when its config cannot be read
+        expiry = 1800
+    return {"downloadUrls": [store.presigned_url(u, expiry) if parse_uri(u).is_s3 else u for u in req.download_urls],
+            "urlExpiresInSeconds": expiry}
+
+
+def _view(req, username: str, store) -> dict:
     return {"tag": req.tag, "requestId": req.request_id, "dataset": req.job_id, "status": req.status,
             "requestedBy": req.requested_by, "requestedChannel": req.requested_channel,
             "jobStats": {"dtJobSubmitted": req.dt_job_submitted.isoformat() if req.dt_job_submitted else None,
                          "dtJobCompleted": req.dt_job_completed.isoformat() if req.dt_job_completed else None,
                          "executionTime": req.execution_time},
-            "attempts": req.iteration, "downloadUrls": req.download_urls or [], "error": req.err_message}
+            "attempts": req.iteration, "downloadUrls": [], "error": req.err_message, **_links(req, username, store)}
 
 
 def register(app, who, pg, ensure_pg, envelope) -> None:
     from cqube_spark.exhaust import JOB_ID
     from cqube_spark.exhaust import requests as jr
+    from cqube_spark.storage import Storage
+
+    store = Storage()
 
     @app.post("/dataset/v1/request/submit")
     def submit(body: dict, request: Request):
@@ -62,21 +87,22 @@ def register(app, who, pg, ensure_pg, envelope) -> None:
             req, outcome = jr.submit(conn, tag=str(r["tag"]), job_id=JOB_ID, requested_by=p.username,
                                      channel=str(r.get("requestedChannel") or "cqube-api"), request_data=data,
                                      encryption_key=str(r["encryptionKey"]))
-        return envelope("ekstep.analytics.dataset.request.submit", {**_view(req), "outcome": outcome})
+        return envelope("ekstep.analytics.dataset.request.submit", {**_view(req, p.username, store),
+                                                                    "outcome": outcome})
 
     @app.get("/dataset/v1/request/read/{tag}")
     def read(tag: str, request_id: str, request: Request):
-        require(who(request), "program_manager")
+        p = require(who(request), "program_manager")
         with pg() as conn:
             ensure_pg(conn)
             req = jr.get(conn, request_id, tag)
         if req is None:
             raise ApiError(404, "not_found", f"no request {request_id!r} with tag {tag!r}", field="request_id")
-        return envelope("ekstep.analytics.dataset.request.read", _view(req))
+        return envelope("ekstep.analytics.dataset.request.read", _view(req, p.username, store))
 
     @app.get("/dataset/v1/request/list/{tag}")
     def list_(tag: str, request: Request, limit: int = 50):
-        require(who(request), "program_manager")
+        p = require(who(request), "program_manager")
         with pg() as conn:
             ensure_pg(conn)
             with conn, conn.cursor() as cur:
@@ -84,4 +110,4 @@ def register(app, who, pg, ensure_pg, envelope) -> None:
                             "ORDER BY dt_job_submitted DESC LIMIT %s", (tag, max(1, min(limit, 1000))))
                 reqs = [jr._row(cur, rec) for rec in cur.fetchall()]
         return envelope("ekstep.analytics.dataset.request.list",
-                        {"count": len(reqs), "jobs": [_view(x) for x in reqs]})
+                        {"count": len(reqs), "jobs": [_view(x, p.username, store) for x in reqs]})

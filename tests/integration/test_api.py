@@ -505,6 +505,38 @@ def test_exhaust_request_submit_read_list(api, tokens):
     assert r.status_code == 422 and "Not a Valid Request" in r.json()["error"]["message"]
 
 
+def test_exhaust_download_link_only_for_the_requester(api, tokens, s3):
+    """As ``exhaust status``: the requester gets a presigned GET of the finished zip, anyone else sees that it is
+    withheld (not the link, not the storage location)."""
+    import datetime as dt
+
+    from cqube_spark.api import uploads
+    from cqube_spark.exhaust import requests as jr
+    from cqube_spark.exhaust import settings as exhaust_settings
+
+    u, tag = api["url"], f"api-{uuid.uuid4().hex[:6]}"
+    body = {"request": {"tag": tag, "dataset": "program-user-exhaust", "encryptionKey": "k3y",
+                        "datasetConfig": {"filters": [{"table_name": "program_enrollment", "table_filters": [
+                            {"name": "program_id", "operator": "=", "value": "P2"}]}]}}}
+    rid = requests.post(f"{u}/dataset/v1/request/submit", json=body, headers=tokens["pm1"],
+                        timeout=10).json()["result"]["requestId"]
+    location = f"{api['bucket']}/exhaust/{tag}/{rid}.zip"
+    s3.write_bytes(location, b"PK-zip-bytes")
+    with uploads.connect(exhaust_settings.postgres_dsn()) as conn:   # as the exhaust job ends a request
+        jr.mark_success(conn, jr.get(conn, rid, tag), [location], dt.datetime.now(), 5)
+    read = f"{u}/dataset/v1/request/read/{tag}"
+    mine = requests.get(read, params={"request_id": rid}, headers=tokens["pm1"], timeout=10).json()["result"]
+    assert mine["status"] == "SUCCESS" and "X-Amz-Signature" in mine["downloadUrls"][0]
+    assert requests.get(mine["downloadUrls"][0], timeout=10).content == b"PK-zip-bytes"
+    for r in (requests.get(read, params={"request_id": rid}, headers=tokens["admin1"], timeout=10),
+              requests.get(f"{u}/dataset/v1/request/list/{tag}", headers=tokens["admin1"], timeout=10)):
+        assert r.status_code == 200 and location.split("://")[1] not in r.text and "X-Amz" not in r.text
+    other = requests.get(read, params={"request_id": rid}, headers=tokens["admin1"], timeout=10).json()["result"]
+    assert other["downloadUrls"] == [] and "requester" in other["urlWithheld"]
+    listed = requests.get(f"{u}/dataset/v1/request/list/{tag}", headers=tokens["pm1"], timeout=10).json()
+    assert "X-Amz-Signature" in listed["result"]["jobs"][0]["downloadUrls"][0]
+
+
 def test_the_api_processes_never_started_a_jvm(api):
     """Last in the module, after every route was called: no Spark in the request path (no child process, no
     libjvm mapped into the API's processes)."""
