@@ -4,7 +4,8 @@
 ``{"error": {"status", "code", "message"[, "field"]}}``):
 
     GET  /health                                   liveness (no auth)
-    GET  /metrics                                  Prometheus text: admin bearer JWT or the metrics token
+    GET  /metrics                                  Prometheus text: a JWT with the metrics (or admin) role, or
+                                                   the static metrics token
     POST /emission/uploads                         emitter: {file_name, size_bytes} -> one-time PUT URL
     PUT  /emission/uploads/{id}/content?sig=       the local one-time upload endpoint (signed link, no bearer)
     GET  /emission/uploads/{id}                    emitter: acknowledgement + file_tracker status per file
@@ -22,6 +23,7 @@ import datetime as dt
 import hmac
 import json
 import re
+import threading
 import time
 import uuid
 
@@ -121,6 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
     lake = roots["lake"]
     tracker_uri, runs_uri = storage.join(lake, "meta", "file_tracker"), storage.join(lake, "meta", "job_runs")
     state = {"pg_ready": False}
+    scrape_lock = threading.Lock()
 
     def pg():
         conn_cm = uploads.connect(settings.pg_dsn)
@@ -209,17 +212,20 @@ def create_app(settings: Settings) -> FastAPI:
         token_ok = bool(settings.metrics_token) and scheme.lower() == "bearer" and \
             hmac.compare_digest(given.strip().encode(), settings.metrics_token.encode())
         if not token_ok:
-            require(who(request), "admin")
+            require(who(request), "metrics", "admin")
         rows = tables.query(tracker_uri, "SELECT status, count(*) AS n, sum(coalesce(quarantined_rows, 0)) AS q "
                                          "FROM t GROUP BY status")
-        for r in rows:
-            m_files.labels(r["status"]).set(r["n"])
-        m_quarantined.set(sum(r["q"] or 0 for r in rows))
-        for r in tables.query(runs_uri, "SELECT model, max(ended_at) AS ended FROM t WHERE status = 'SUCCESS' "
-                                        "GROUP BY model"):
-            if r["ended"]:
-                m_last_ok.labels(r["model"]).set(dt.datetime.fromisoformat(r["ended"]).timestamp())
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        runs = tables.query(runs_uri, "SELECT model, max(ended_at) AS ended FROM t WHERE status = 'SUCCESS' "
+                                      "GROUP BY model")
+        with scrape_lock:   # one scrape at a time sets the gauges and renders them
+            m_files.clear()   # a status no file holds any more (received → loaded) must not keep its last count
+            for r in rows:
+                m_files.labels(r["status"]).set(r["n"])
+            m_quarantined.set(sum(r["q"] or 0 for r in rows))
+            for r in runs:
+                if r["ended"]:
+                    m_last_ok.labels(r["model"]).set(dt.datetime.fromisoformat(r["ended"]).timestamp())
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     # -- emission ----------------------------------------------------------------------------------------
     @app.post("/emission/uploads", status_code=201)

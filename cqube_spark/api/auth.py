@@ -17,7 +17,8 @@ import jwt
 from cqube_spark.api.errors import ApiError
 from cqube_spark.api.scope import Scope, parse_scope
 
-ROLES = ("admin", "emitter", "report_viewer", "report_creator", "program_manager")
+# ``metrics``: a Prometheus scraper's role (e.g. a client-credentials service account), /metrics and nothing else
+ROLES = ("admin", "emitter", "report_viewer", "report_creator", "program_manager", "metrics")
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,46 @@ def test_verifier_checks_audience_issuer_expiry_and_token_type(signer):
         assert (e.value.status, e.value.code) == (401, code)
 
 
+def metrics_call(app, authorization=None):
+    from starlette.requests import Request
+
+    route = next(r for r in app.routes if getattr(r, "path", None) == "/metrics")
+    headers = [(b"authorization", authorization.encode())] if authorization else []
+    return route.endpoint(Request({"type": "http", "method": "GET", "path": "/metrics", "headers": headers,
+                                   "query_string": b""}))
+
+
+def test_metrics_take_the_metrics_role_and_drop_a_status_no_file_holds(signer, tmp_path):
+    from arro3.core import Array, DataType, Table
+    from deltalake import write_deltalake
+
+    from cqube_spark.api.app import create_app
+    from cqube_spark.api.config import Settings
+
+    url, make = signer
+    roots = {k: str(tmp_path / k) for k in ("emission", "input", "output", "lake")}
+    app = create_app(Settings(issuer=ISS, audience=AUD, jwks_url=url, roots=roots))
+    tracker = str(tmp_path / "lake" / "meta" / "file_tracker")
+
+    def statuses(*values):
+        write_deltalake(tracker, Table.from_pydict({"status": Array(list(values), DataType.string()),
+                                                    "quarantined_rows": Array([1] * len(values), DataType.int64())}),
+                        mode="overwrite")
+    statuses("received", "loaded")
+    text = metrics_call(app, f"Bearer {make(['metrics'])}").body.decode()
+    assert 'cqube_files{status="received"} 1.0' in text and "cqube_rows_quarantined 2.0" in text
+    statuses("loaded", "loaded")   # the received file was loaded
+    text = metrics_call(app, f"Bearer {make(['admin'])}").body.decode()
+    assert 'cqube_files{status="loaded"} 2.0' in text and 'status="received"' not in text
+    for roles, status in ((["report_viewer"], 403), (["emitter"], 403)):
+        with pytest.raises(ApiError) as e:
+            metrics_call(app, f"Bearer {make(roles)}")
+        assert e.value.status == status and "metrics" in e.value.message
+    with pytest.raises(ApiError) as e:
+        metrics_call(app)
+    assert e.value.status == 401
+
+
 def test_scoped_metadata_has_no_whole_file_figures():
     from cqube_spark.api.outputs import filter_metadata
 
