@@ -10,6 +10,9 @@ The rules are those of ``cqube-spark exhaust submit``: the job's ``authorizedRol
 data; the id is ``exhaust.requests.request_id``. The encryption key is never returned. As ``exhaust status``:
 a finished request's download link (a presigned GET of the zip on S3, for ``presignedUrlExpirySeconds``) goes
 only to its requester; anyone else gets ``downloadUrls: []`` and ``urlWithheld``, never the storage location.
+A program manager needs a ``cqube_scope``; a scoped one (``district:7501``) may only request their own unit: the
+request must hold the filter ``user_locations['district_id'] = '7501'`` (the filters are ANDed, so any further
+filter narrows within it), else 403 ``forbidden_scope``.
 """
 from __future__ import annotations
 
@@ -57,7 +60,7 @@ def register(app, who, pg, ensure_pg, envelope) -> None:
 
     @app.post("/dataset/v1/request/submit")
     def submit(body: dict, request: Request):
-        p = require(who(request), "program_manager")
+        p = require(who(request), "program_manager", scoped=True)
         from cqube_spark.exhaust.cli import job_params
         from cqube_spark.exhaust.filters import InvalidRequest, parse_filters
         from cqube_spark.logs import register_secret
@@ -79,9 +82,12 @@ def register(app, who, pg, ensure_pg, envelope) -> None:
                                                   f"({', '.join(params['authorizedRoles'])})")
         data = {"type": JOB_ID, "params": r["datasetConfig"]}
         try:
-            parse_filters(data, params["allowedLocationKeys"])
+            f = parse_filters(data, params["allowedLocationKeys"])
         except InvalidRequest as e:
             raise ApiError(422, "invalid_request", f"Not a Valid Request: {e}", field="request.datasetConfig") from None
+        if p.scope is not None and not p.scope.is_state and (f"{p.scope.level}_id", p.scope.unit) not in f.locations:
+            raise ApiError(403, "forbidden_scope", f"{p.username} is scoped to {p.scope}: the request needs the filter "
+                                                   f"user_locations['{p.scope.level}_id'] = '{p.scope.unit}'")
         with pg() as conn:
             ensure_pg(conn)
             req, outcome = jr.submit(conn, tag=str(r["tag"]), job_id=JOB_ID, requested_by=p.username,

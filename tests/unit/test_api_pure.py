@@ -194,3 +194,39 @@ def test_scoped_metadata_has_no_whole_file_figures():
     assert filter_metadata({"files": files}, files, parse_scope("district:1"))["files"] == \
         [{"path": "k/overall/block.json", "level": "block"}]
     assert filter_metadata({"files": files}, files, parse_scope("state"))["files"] == files
+
+
+def test_a_scoped_program_manager_may_only_request_their_own_unit(signer, tmp_path):
+    """A district program manager's exhaust request must filter on their district: without that filter, or with
+    another district's, it is refused before anything is stored."""
+    import psycopg2
+    from starlette.requests import Request
+
+    from cqube_spark.api.app import create_app
+    from cqube_spark.api.config import Settings
+
+    url, make = signer
+    app = create_app(Settings(issuer=ISS, audience=AUD, jwks_url=url, pg_dsn="postgresql://x@127.0.0.1:1/none",
+                              roots={k: str(tmp_path / k) for k in ("emission", "input", "output", "lake")}))
+    submit = next(r for r in app.routes if getattr(r, "path", None) == "/dataset/v1/request/submit").endpoint
+
+    def call(token, *locations):
+        filters = [{"name": "program_id", "operator": "=", "value": "P1"}] + [
+            {"name": f"user_locations['{k}']", "operator": "=", "value": v} for k, v in locations]
+        body = {"request": {"tag": "t", "dataset": "program-user-exhaust", "encryptionKey": "k",
+                            "datasetConfig": {"filters": [{"table_name": "program_enrollment",
+                                                           "table_filters": filters}]}}}
+        return submit(body, Request({"type": "http", "method": "POST", "path": "/", "query_string": b"",
+                                     "headers": [(b"authorization", f"Bearer {token}".encode())]}))
+    pm_d1 = make(["program_manager"], cqube_scope="district:7501", preferred_username="pm_d1")
+    for locations in ((), (("district_id", "7502"),), (("block_id", "750101"),)):
+        with pytest.raises(ApiError) as e:
+            call(pm_d1, *locations)
+        assert (e.value.status, e.value.code) == (403, "forbidden_scope")
+        assert "user_locations['district_id'] = '7501'" in e.value.message
+    with pytest.raises(ApiError) as e:
+        call(make(["program_manager"]))   # no cqube_scope claim: nothing
+    assert e.value.code == "forbidden_scope"
+    for token in (pm_d1, make(["program_manager"], cqube_scope="state")):   # past the checks: the database
+        with pytest.raises(psycopg2.OperationalError):
+            call(token, ("district_id", "7501"), ("block_id", "750101"))
