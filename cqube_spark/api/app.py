@@ -12,7 +12,7 @@
     GET  /download/buckets | /download/files?prefix= | /download/metadata | /download/uri?path=
                                                    report_viewer / report_creator: scope-filtered
     GET  /download/file?t=                         the signed download link (filtered to the signer's scope)
-    POST /dataset/v1/request/submit, GET /dataset/v1/request/read/{tag}?request_id=, /list/{tag}
+    POST /dataset/v1/request/submit, GET /dataset/v1/request/read/{tag}?requestId=, /list/{tag}
                                                    program_manager: exhaust requests (job_request)
     GET  /admin/job-runs | /admin/files | /admin/logs/{job}?lines=N     admin
 """

@@ -2,7 +2,7 @@
 
     POST /dataset/v1/request/submit   {"request": {"tag", "dataset", "requestedBy"?, "datasetConfig",
                                        "encryptionKey", "requestedChannel"?}}
-    GET  /dataset/v1/request/read/{tag}?request_id=
+    GET  /dataset/v1/request/read/{tag}?requestId=      (Sunbird's name; request_id works too)
     GET  /dataset/v1/request/list/{tag}
 
 The rules are those of ``cqube-spark exhaust submit``: the job's ``authorizedRoles`` (the token's
@@ -97,8 +97,11 @@ def register(app, who, pg, ensure_pg, envelope) -> None:
                                                                     "outcome": outcome})
 
     @app.get("/dataset/v1/request/read/{tag}")
-    def read(tag: str, request_id: str, request: Request):
+    def read(tag: str, request: Request, requestId: str | None = None, request_id: str | None = None):  # noqa: N803
         p = require(who(request), "program_manager")
+        request_id = requestId or request_id   # Sunbird's clients send ?requestId=; request_id is kept too
+        if not request_id:
+            raise ApiError(422, "invalid_request", "requestId is required", field="requestId")
         with pg() as conn:
             ensure_pg(conn)
             req = jr.get(conn, request_id, tag)

@@ -493,9 +493,13 @@ def test_exhaust_request_submit_read_list(api, tokens):
     assert r.status_code == 200, r.text
     res = r.json()["result"]
     assert res["status"] == "SUBMITTED" and "k3y-secret" not in r.text
-    got = requests.get(f"{u}/dataset/v1/request/read/{tag}", params={"request_id": res["requestId"]},
-                       headers=h, timeout=10).json()["result"]
-    assert got["requestId"] == res["requestId"]
+    for name in ("requestId", "request_id"):   # Sunbird's query parameter, and the older name
+        got = requests.get(f"{u}/dataset/v1/request/read/{tag}", params={name: res["requestId"]},
+                           headers=h, timeout=10)
+        assert got.status_code == 200, got.text
+        assert got.json()["result"]["requestId"] == res["requestId"]
+    r = requests.get(f"{u}/dataset/v1/request/read/{tag}", headers=h, timeout=10)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "requestId"
     assert requests.get(f"{u}/dataset/v1/request/list/{tag}", headers=h, timeout=10).json()["result"]["count"] == 1
     bad = dict(body, request={**body["request"], "encryptionKey": ""})
     r = requests.post(f"{u}/dataset/v1/request/submit", json=bad, headers=h, timeout=10)
