@@ -23,6 +23,7 @@ import datetime as dt
 import hmac
 import json
 import re
+import tempfile
 import threading
 import time
 import uuid
@@ -164,7 +165,10 @@ def create_app(settings: Settings) -> FastAPI:
             if length is not None and (not length.isdigit() or int(length) > limit):
                 raise ApiError(413, "too_large", f"request body over the limit of {limit} bytes")
             try:
-                response = await asyncio.wait_for(call_next(request), settings.request_timeout_s)
+                # an upload may take longer than the timeout while its bytes keep coming: the route applies it
+                # to each wait for the next chunk instead
+                budget = None if UPLOAD_PUT.match(route) else settings.request_timeout_s
+                response = await asyncio.wait_for(call_next(request), budget)
             except asyncio.TimeoutError:
                 raise ApiError(504, "timeout", f"request took longer than {settings.request_timeout_s} s") from None
             status = response.status_code
@@ -271,15 +275,23 @@ def create_app(settings: Settings) -> FastAPI:
         if why != "ok":
             raise ApiError(410 if g else 404, "upload_refused", f"upload refused: {why}")
         try:   # until the bytes are stored, a failure gives the link back (it stays one-time for a success)
-            chunks, n = [], 0
-            async for chunk in request.stream():
-                n += len(chunk)
-                if n > g["size_bytes"]:
-                    raise ApiError(413, "too_large", f"more bytes than the declared size_bytes {g['size_bytes']}")
-                chunks.append(chunk)
-            if n != g["size_bytes"]:
-                raise ApiError(400, "size_mismatch", f"received {n} bytes, declared size_bytes {g['size_bytes']}")
-            await asyncio.to_thread(store.write_bytes, g["emission_uri"], b"".join(chunks))
+            n, stream = 0, request.stream().__aiter__()
+            with tempfile.NamedTemporaryFile(prefix="cqube-upload-") as spool:   # on disk, not in memory
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(stream.__anext__(), settings.request_timeout_s)
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.TimeoutError:
+                        raise ApiError(408, "timeout", f"no upload bytes for {settings.request_timeout_s} s") from None
+                    n += len(chunk)
+                    if n > g["size_bytes"]:
+                        raise ApiError(413, "too_large", f"more bytes than the declared size_bytes {g['size_bytes']}")
+                    spool.write(chunk)
+                if n != g["size_bytes"]:
+                    raise ApiError(400, "size_mismatch", f"received {n} bytes, declared size_bytes {g['size_bytes']}")
+                spool.flush()
+                await asyncio.to_thread(store.upload_file, spool.name, g["emission_uri"])
         except BaseException:
             with pg() as conn:
                 uploads.release(conn, upload_id)

@@ -20,6 +20,7 @@ KC = f"http://127.0.0.1:{os.environ.get('CQUBE_KEYCLOAK_PORT', '8180')}"
 ISSUER = f"{KC}/realms/cqube"
 MGMT_HEADER = '"ManagementId"|"Management"|default_option'
 METRICS_TOKEN = f"scrape-{uuid.uuid4().hex}"
+LOCAL_TIMEOUT = 5   # requestTimeoutSeconds of the local-emission API
 
 
 def token(user: str, client: str = "cqube-api", secret: str = "cqube-api-secret") -> str:
@@ -72,9 +73,9 @@ def publish_fixture(output: Path) -> None:
     (output / "_current.json").write_text(json.dumps({"prefix": "_runs/r1", "run_id": "r1"}))
 
 
-def start_api(env: dict, port: int, expiry: int = 300) -> subprocess.Popen:
+def start_api(env: dict, port: int, expiry: int = 300, timeout: float = 30) -> subprocess.Popen:
     cfg = json.loads((REPO / "configs" / "jobs" / "serve.json").read_text())
-    cfg["modelParams"].update(port=port, issuer=ISSUER, uploadUrlExpirySeconds=expiry)
+    cfg["modelParams"].update(port=port, issuer=ISSUER, uploadUrlExpirySeconds=expiry, requestTimeoutSeconds=timeout)
     cfg_path = Path(env["CQUBE_DATA_ROOT"]) / f"serve-{port}.json"
     cfg_path.write_text(json.dumps(cfg))
     proc = subprocess.Popen([sys.executable, "-m", "cqube_spark.cli", "serve", "--config", str(cfg_path)],
@@ -113,7 +114,7 @@ def api(tmp_path_factory, s3):
     local_env = dict(env, CQUBE_DATA_ROOT=str(local_root), CQUBE_LOG_DIR=str(local_root / "logs"))
     local_env.pop("CQUBE_EMISSION_URI")
     p1, p2 = free_port(), free_port()
-    procs = [start_api(env, p1), start_api(local_env, p2, expiry=2)]
+    procs = [start_api(env, p1), start_api(local_env, p2, expiry=2, timeout=LOCAL_TIMEOUT)]
     yield {"url": f"http://127.0.0.1:{p1}", "local_url": f"http://127.0.0.1:{p2}", "env": env, "root": root,
            "local_root": local_root, "bucket": bucket, "pids": [p.pid for p in procs]}
     for p in procs:
@@ -463,6 +464,41 @@ def test_local_upload_link_works_once_and_expires(api, tokens, tmp_path):
     bad = requests.post(f"{u}/emission/uploads", json={"file_name": "../../x.zip", "size_bytes": 3},
                         headers=h, timeout=10)
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "file_name"
+
+
+def test_a_slow_local_upload_is_not_cut_by_the_request_timeout_a_stalled_one_is(api, tokens, tmp_path):
+    """The request timeout is an idle limit for uploads: bytes that keep coming may take longer than it (a large
+    zip on a slow line); no byte for a whole timeout ends the upload (408) and gives the link back."""
+    u, h = api["local_url"], tokens["emitter1"]
+    data = zip_bytes(tmp_path)
+    grant = requests.post(f"{u}/emission/uploads", json={"file_name": "slow.zip", "size_bytes": len(data)},
+                          headers=h, timeout=10).json()
+
+    def trickle(pause, parts=8):
+        step = -(-len(data) // parts)
+        for i in range(0, len(data), step):
+            yield data[i:i + step]
+            time.sleep(pause)
+    t0 = time.monotonic()
+    r = requests.put(grant["url"], data=trickle(0.9), timeout=60)
+    assert r.status_code == 201, r.text
+    assert time.monotonic() - t0 > LOCAL_TIMEOUT + 1
+    assert list((api["local_root"] / "emission").rglob("*_slow.zip"))[0].read_bytes() == data
+    grant = requests.post(f"{u}/emission/uploads", json={"file_name": "stall.zip", "size_bytes": len(data)},
+                          headers=h, timeout=10).json()
+
+    def stall():
+        yield data[:10]
+        time.sleep(LOCAL_TIMEOUT + 1.5)
+        yield data[10:]
+    r = requests.put(grant["url"], data=stall(), timeout=60)
+    assert r.status_code == 408 and r.json()["error"]["code"] == "timeout", r.text
+    from cqube_spark.api import uploads
+    from cqube_spark.exhaust import settings as exhaust_settings
+
+    with uploads.connect(exhaust_settings.postgres_dsn()) as conn:   # the link was given back (until it expires)
+        assert uploads.get(conn, grant["upload_id"])["used_at"] is None
+    assert not list((api["local_root"] / "emission").rglob("*_stall.zip"))
 
 
 def test_emit_client_zips_with_manifest_and_uploads(api, tokens, tmp_path):
