@@ -22,6 +22,7 @@ import asyncio
 import datetime as dt
 import hmac
 import json
+import os
 import re
 import tempfile
 import threading
@@ -57,6 +58,14 @@ class SunbirdRequest(BaseModel):
     ver: str | None = None
     params: dict | None = None
     request: dict
+
+
+def fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def envelope(api_id: str, result: dict) -> dict:
@@ -292,6 +301,9 @@ def create_app(settings: Settings) -> FastAPI:
                     raise ApiError(400, "size_mismatch", f"received {n} bytes, declared size_bytes {g['size_bytes']}")
                 spool.flush()
                 await asyncio.to_thread(store.upload_file, spool.name, g["emission_uri"])
+            loc = storage.parse_uri(g["emission_uri"])
+            if not loc.is_s3:   # on disk before the 201, as write_bytes did (upload_file does not fsync)
+                await asyncio.to_thread(fsync_file, loc.key)
         except BaseException:
             with pg() as conn:
                 uploads.release(conn, upload_id)
