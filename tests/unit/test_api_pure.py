@@ -230,3 +230,20 @@ def test_a_scoped_program_manager_may_only_request_their_own_unit(signer, tmp_pa
     for token in (pm_d1, make(["program_manager"], cqube_scope="state")):   # past the checks: the database
         with pytest.raises(psycopg2.OperationalError):
             call(token, ("district_id", "7501"), ("block_id", "750101"))
+
+
+@pytest.mark.parametrize("text", [b"h\n1\n2\n", b"h\n1\n\n2\n", b"h\n1\n2\n\n", b"h\r\n1\r\n", b"h\n1", b"h\n", b"h"])
+def test_emit_counts_records_as_intake_does(text, tmp_path):
+    """The manifest's record count is checked by intake: a blank line is a row there, so it is one here too
+    (a CSV with a blank line used to be rejected whole as a manifest mismatch)."""
+    import zipfile
+
+    from cqube_spark.api.emit import manifest_entry
+    from cqube_spark.intake.fingerprint import extract
+
+    z = tmp_path / "a.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("a.csv", text)
+    with zipfile.ZipFile(z) as zf:
+        ex = extract(zf, zf.getinfo("a.csv"), str(tmp_path / "out"))
+    assert manifest_entry("a.csv", text)["records"] == ex.records
