@@ -31,6 +31,14 @@ def token(user: str, client: str = "cqube-api", secret: str = "cqube-api-secret"
     return r.json()["access_token"]
 
 
+def client_token(client: str = "cqube-metrics", secret: str = "cqube-metrics-secret") -> str:
+    """A service account's access token (client-credentials grant: no user)."""
+    r = requests.post(f"{ISSUER}/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "client_credentials", "client_id": client, "client_secret": secret})
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
+
+
 @pytest.fixture(scope="module")
 def tokens():
     try:
@@ -319,15 +327,38 @@ def test_a_link_signed_by_one_api_process_verifies_in_another(api, tokens):
     assert {r["district_id"] for r in doc.json()["data"]} == {"7501"}
 
 
-def test_metrics_need_an_admin_token_or_the_scrape_token(api, tokens):
-    u = f"{api['url']}/metrics"
-    assert requests.get(u, timeout=10).status_code == 401
-    assert requests.get(u, headers={"Authorization": "Bearer wrong-token"}, timeout=10).status_code == 401
-    r = requests.get(u, headers=tokens["viewer_state"], timeout=10)
-    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_role"
-    for h in (tokens["admin1"], {"Authorization": f"Bearer {METRICS_TOKEN}"}):
-        r = requests.get(u, headers=h, timeout=10)
+def test_the_scrapers_service_account_reads_metrics_and_nothing_else(api, tokens):
+    """Prometheus' client ``cqube-metrics`` (client-credentials grant, its service account holds the ``metrics``
+    role) scrapes /metrics; its token opens no other route, and a user without the role is refused /metrics."""
+    u = api["url"]
+    scraper = {"Authorization": f"Bearer {client_token()}"}
+    assert requests.get(f"{u}/metrics", timeout=10).status_code == 401
+    assert requests.get(f"{u}/metrics", headers={"Authorization": "Bearer wrong-token"}, timeout=10).status_code == 401
+    for h in (scraper, tokens["admin1"], {"Authorization": f"Bearer {METRICS_TOKEN}"}):
+        r = requests.get(f"{u}/metrics", headers=h, timeout=10)
         assert r.status_code == 200 and "cqube_api_requests_total" in r.text
+    for method, path, body in (("get", "/admin/files", None), ("get", "/admin/job-runs", None),
+                               ("get", "/admin/logs/intake", None), ("get", "/download/buckets", None),
+                               ("get", "/download/files", None), ("get", "/download/metadata", None),
+                               ("get", "/download/uri?path=student_attendance/overall/state.json", None),
+                               ("post", "/emission/uploads", {"file_name": "a.zip", "size_bytes": 10}),
+                               ("get", "/emission/uploads/x", None),
+                               ("post", "/dataset/v1/request/submit", {"request": {}}),
+                               ("get", "/dataset/v1/request/list/t1", None)):
+        r = getattr(requests, method)(u + path, headers=scraper, json=body, timeout=10)
+        assert r.status_code == 403, (path, r.text)
+        err = r.json()["error"]
+        assert err["code"] == "forbidden_role" and "service-account-cqube-metrics lacks the role" in err["message"]
+    for user in ("viewer_state", "emitter1", "creator_d1", "pm1", "noroles"):
+        r = requests.get(f"{u}/metrics", headers=tokens[user], timeout=10)
+        assert r.status_code == 403, r.text
+        err = r.json()["error"]
+        assert err["code"] == "forbidden_role" and f"{user} lacks the role" in err["message"] and \
+            "metrics" in err["message"]
+    r = requests.post(f"{ISSUER}/protocol/openid-connect/token", timeout=30, data={   # no user logs in through it
+        "grant_type": "password", "client_id": "cqube-metrics", "client_secret": "cqube-metrics-secret",
+        "username": "admin1", "password": "admin1-pw"})
+    assert r.status_code == 400 and r.json()["error"] == "unauthorized_client"
 
 
 def test_state_viewer_gets_presigned_get_of_the_whole_file(api, tokens):
@@ -543,6 +574,32 @@ def test_exhaust_request_submit_read_list(api, tokens):
     bad = dict(body, request={**body["request"], "datasetConfig": {"filters": "x"}})
     r = requests.post(f"{u}/dataset/v1/request/submit", json=bad, headers=h, timeout=10)
     assert r.status_code == 422 and "Not a Valid Request" in r.json()["error"]["message"]
+
+
+def test_a_district_program_manager_requests_only_their_district(api, tokens):
+    """``pm_d1`` (``cqube_scope=district:7501``): a request filtered on district 7501 is taken; one on another
+    district, or on no district, is refused before anything is stored. A state program manager is not bound."""
+    u, tag = api["url"], f"api-{uuid.uuid4().hex[:6]}"
+    pm_d1 = {"Authorization": f"Bearer {token('pm_d1')}"}
+
+    def submit(headers, *locations):
+        filters = [{"name": "program_id", "operator": "=", "value": "P1"}] + [
+            {"name": f"user_locations['{k}']", "operator": "=", "value": v} for k, v in locations]
+        return requests.post(f"{u}/dataset/v1/request/submit", headers=headers, timeout=10, json={"request": {
+            "tag": tag, "dataset": "program-user-exhaust", "encryptionKey": "k3y",
+            "datasetConfig": {"filters": [{"table_name": "program_enrollment", "table_filters": filters}]}}})
+    r = submit(pm_d1, ("district_id", "7501"), ("block_id", "750101"))
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["status"] == "SUBMITTED" and r.json()["result"]["requestedBy"] == "pm_d1"
+    for locations in ((("district_id", "7502"),), (("block_id", "750201"),), ()):
+        r = submit(pm_d1, *locations)
+        assert r.status_code == 403, r.text
+        err = r.json()["error"]
+        assert err["code"] == "forbidden_scope" and err["message"] == (
+            "pm_d1 is scoped to district:7501: the request needs the filter user_locations['district_id'] = '7501'")
+    listed = requests.get(f"{u}/dataset/v1/request/list/{tag}", headers=pm_d1, timeout=10).json()["result"]
+    assert listed["count"] == 1   # the refused requests stored nothing
+    assert submit(tokens["pm1"], ("district_id", "7502")).status_code == 200   # state scope: any district
 
 
 def test_exhaust_download_link_only_for_the_requester(api, tokens, s3):
