@@ -19,7 +19,6 @@ from tests.conftest import REPO, free_port, require_service
 KC = f"http://127.0.0.1:{os.environ.get('CQUBE_KEYCLOAK_PORT', '8180')}"
 ISSUER = f"{KC}/realms/cqube"
 MGMT_HEADER = '"ManagementId"|"Management"|default_option'
-METRICS_TOKEN = f"scrape-{uuid.uuid4().hex}"
 LOCAL_TIMEOUT = 5   # requestTimeoutSeconds of the local-emission API
 
 
@@ -112,7 +111,7 @@ def api(tmp_path_factory, s3):
     bucket = f"s3a://cqube-api-{uuid.uuid4().hex[:8]}"
     s3.ensure_bucket(bucket)
     env = dict(os.environ, CQUBE_DATA_ROOT=str(root), CQUBE_EMISSION_URI=f"{bucket}/emission",
-               CQUBE_LOG_DIR=str(root / "logs"), PYTHONPATH=str(REPO), CQUBE_API_METRICS_TOKEN=METRICS_TOKEN)
+               CQUBE_LOG_DIR=str(root / "logs"), PYTHONPATH=str(REPO))
     for k in ("CQUBE_INPUT_URI", "CQUBE_OUTPUT_URI", "CQUBE_LAKE_URI", "CQUBE_API_SIGNING_SECRET"):
         env.pop(k, None)
     local_root = root.parent / "local"
@@ -334,7 +333,7 @@ def test_the_scrapers_service_account_reads_metrics_and_nothing_else(api, tokens
     scraper = {"Authorization": f"Bearer {client_token()}"}
     assert requests.get(f"{u}/metrics", timeout=10).status_code == 401
     assert requests.get(f"{u}/metrics", headers={"Authorization": "Bearer wrong-token"}, timeout=10).status_code == 401
-    for h in (scraper, tokens["admin1"], {"Authorization": f"Bearer {METRICS_TOKEN}"}):
+    for h in (scraper, tokens["admin1"]):
         r = requests.get(f"{u}/metrics", headers=h, timeout=10)
         assert r.status_code == 200 and "cqube_api_requests_total" in r.text
     for method, path, body in (("get", "/admin/files", None), ("get", "/admin/job-runs", None),
