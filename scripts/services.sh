@@ -29,7 +29,7 @@
 #              Central via `mvn dependency:copy`, unpacked under .services/keycloak/dist), `start-dev` (dev-file
 #              H2 database under .services/keycloak/dist/data), http on 127.0.0.1:${CQUBE_KEYCLOAK_PORT:-8180},
 #              management (health) on :${CQUBE_KEYCLOAK_MGMT_PORT:-9100}; imports configs/keycloak/cqube-realm.json
-#              (realm cqube: clients cqube-api / cqube-api-short, the five roles, test users) on first start.
+#              (realm cqube: clients cqube-api / cqube-api-short / cqube-metrics, six roles, test users) on first start.
 #              Needs Java 21+: CQUBE_KEYCLOAK_JAVA_HOME (default /usr/lib/jvm/temurin-25-jdk-amd64, else the
 #              first JDK >= 21 under /usr/lib/jvm). Admin console user admin / ${CQUBE_KEYCLOAK_ADMIN_PASSWORD:-admin}.
 #              Ready = the realm's OIDC discovery document answers: ~140 s the first time (build + import) on 2

@@ -4,14 +4,15 @@
 ``{"error": {"status", "code", "message"[, "field"]}}``):
 
     GET  /health                                   liveness (no auth)
-    GET  /metrics                                  Prometheus text: admin bearer JWT or the metrics token
+    GET  /metrics                                  Prometheus text: a JWT with the metrics (or admin) role, or
+                                                   the static metrics token
     POST /emission/uploads                         emitter: {file_name, size_bytes} -> one-time PUT URL
     PUT  /emission/uploads/{id}/content?sig=       the local one-time upload endpoint (signed link, no bearer)
     GET  /emission/uploads/{id}                    emitter: acknowledgement + file_tracker status per file
     GET  /download/buckets | /download/files?prefix= | /download/metadata | /download/uri?path=
                                                    report_viewer / report_creator: scope-filtered
     GET  /download/file?t=                         the signed download link (filtered to the signer's scope)
-    POST /dataset/v1/request/submit, GET /dataset/v1/request/read/{tag}?request_id=, /list/{tag}
+    POST /dataset/v1/request/submit, GET /dataset/v1/request/read/{tag}?requestId=, /list/{tag}
                                                    program_manager: exhaust requests (job_request)
     GET  /admin/job-runs | /admin/files | /admin/logs/{job}?lines=N     admin
 """
@@ -19,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hmac
 import json
+import os
 import re
+import tempfile
+import threading
 import time
 import uuid
 
@@ -56,10 +59,58 @@ class SunbirdRequest(BaseModel):
     request: dict
 
 
+def fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def envelope(api_id: str, result: dict) -> dict:
     return {"id": api_id, "ver": "1.0", "ts": dt.datetime.now(dt.timezone.utc).isoformat(),
             "params": {"resmsgid": str(uuid.uuid4()), "status": "successful"}, "responseCode": "OK",
             "result": result}
+
+
+class BodyLimit:
+    """A body sent without Content-Length (chunked) is read here first, up to ``limit`` bytes, and handed on
+    whole; one byte more is a 413 before any route runs. The local upload route is left to count its own
+    stream against the declared ``size_bytes``; a body with Content-Length is checked by the header."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        headers = dict(scope.get("headers") or ()) if scope["type"] == "http" else {}
+        if scope["type"] != "http" or b"content-length" in headers or UPLOAD_PUT.match(scope["path"]) \
+                or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return
+            body += msg.get("body", b"")
+            more = msg.get("more_body", False)
+            if len(body) > self.limit:
+                err = json.dumps(ApiError(413, "too_large", f"request body over the limit of {self.limit} "
+                                                             "bytes").body()).encode()
+                await send({"type": "http.response.start", "status": 413, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(err)).encode()),
+                    (b"connection", b"close")]})
+                await send({"type": "http.response.body", "body": err})
+                return
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -81,6 +132,7 @@ def create_app(settings: Settings) -> FastAPI:
     lake = roots["lake"]
     tracker_uri, runs_uri = storage.join(lake, "meta", "file_tracker"), storage.join(lake, "meta", "job_runs")
     state = {"pg_ready": False}
+    scrape_lock = threading.Lock()
 
     def pg():
         conn_cm = uploads.connect(settings.pg_dsn)
@@ -108,6 +160,8 @@ def create_app(settings: Settings) -> FastAPI:
         return state["secret"]
 
     # -- middleware: limits, timeout, metrics ------------------------------------------------------------
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
     @app.middleware("http")
     async def limits_and_metrics(request: Request, call_next):
         t0 = time.perf_counter()
@@ -119,7 +173,10 @@ def create_app(settings: Settings) -> FastAPI:
             if length is not None and (not length.isdigit() or int(length) > limit):
                 raise ApiError(413, "too_large", f"request body over the limit of {limit} bytes")
             try:
-                response = await asyncio.wait_for(call_next(request), settings.request_timeout_s)
+                # an upload may take longer than the timeout while its bytes keep coming: the route applies it
+                # to each wait for the next chunk instead
+                budget = None if UPLOAD_PUT.match(route) else settings.request_timeout_s
+                response = await asyncio.wait_for(call_next(request), budget)
             except asyncio.TimeoutError:
                 raise ApiError(504, "timeout", f"request took longer than {settings.request_timeout_s} s") from None
             status = response.status_code
@@ -162,22 +219,20 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/metrics")
     def metrics(request: Request):
-        header = request.headers.get("authorization") or ""
-        scheme, _, given = header.partition(" ")
-        token_ok = bool(settings.metrics_token) and scheme.lower() == "bearer" and \
-            hmac.compare_digest(given.strip().encode(), settings.metrics_token.encode())
-        if not token_ok:
-            require(who(request), "admin")
+        require(who(request), "metrics", "admin")
         rows = tables.query(tracker_uri, "SELECT status, count(*) AS n, sum(coalesce(quarantined_rows, 0)) AS q "
                                          "FROM t GROUP BY status")
-        for r in rows:
-            m_files.labels(r["status"]).set(r["n"])
-        m_quarantined.set(sum(r["q"] or 0 for r in rows))
-        for r in tables.query(runs_uri, "SELECT model, max(ended_at) AS ended FROM t WHERE status = 'SUCCESS' "
-                                        "GROUP BY model"):
-            if r["ended"]:
-                m_last_ok.labels(r["model"]).set(dt.datetime.fromisoformat(r["ended"]).timestamp())
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        runs = tables.query(runs_uri, "SELECT model, max(ended_at) AS ended FROM t WHERE status = 'SUCCESS' "
+                                      "GROUP BY model")
+        with scrape_lock:   # one scrape at a time sets the gauges and renders them
+            m_files.clear()   # a status no file holds any more (received → loaded) must not keep its last count
+            for r in rows:
+                m_files.labels(r["status"]).set(r["n"])
+            m_quarantined.set(sum(r["q"] or 0 for r in rows))
+            for r in runs:
+                if r["ended"]:
+                    m_last_ok.labels(r["model"]).set(dt.datetime.fromisoformat(r["ended"]).timestamp())
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     # -- emission ----------------------------------------------------------------------------------------
     @app.post("/emission/uploads", status_code=201)
@@ -223,15 +278,26 @@ def create_app(settings: Settings) -> FastAPI:
         if why != "ok":
             raise ApiError(410 if g else 404, "upload_refused", f"upload refused: {why}")
         try:   # until the bytes are stored, a failure gives the link back (it stays one-time for a success)
-            chunks, n = [], 0
-            async for chunk in request.stream():
-                n += len(chunk)
-                if n > g["size_bytes"]:
-                    raise ApiError(413, "too_large", f"more bytes than the declared size_bytes {g['size_bytes']}")
-                chunks.append(chunk)
-            if n != g["size_bytes"]:
-                raise ApiError(400, "size_mismatch", f"received {n} bytes, declared size_bytes {g['size_bytes']}")
-            await asyncio.to_thread(store.write_bytes, g["emission_uri"], b"".join(chunks))
+            n, stream = 0, request.stream().__aiter__()
+            with tempfile.NamedTemporaryFile(prefix="cqube-upload-") as spool:   # on disk, not in memory
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(stream.__anext__(), settings.request_timeout_s)
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.TimeoutError:
+                        raise ApiError(408, "timeout", f"no upload bytes for {settings.request_timeout_s} s") from None
+                    n += len(chunk)
+                    if n > g["size_bytes"]:
+                        raise ApiError(413, "too_large", f"more bytes than the declared size_bytes {g['size_bytes']}")
+                    spool.write(chunk)
+                if n != g["size_bytes"]:
+                    raise ApiError(400, "size_mismatch", f"received {n} bytes, declared size_bytes {g['size_bytes']}")
+                spool.flush()
+                await asyncio.to_thread(store.upload_file, spool.name, g["emission_uri"])
+            loc = storage.parse_uri(g["emission_uri"])
+            if not loc.is_s3:   # on disk before the 201, as write_bytes did (upload_file does not fsync)
+                await asyncio.to_thread(fsync_file, loc.key)
         except BaseException:
             with pg() as conn:
                 uploads.release(conn, upload_id)

@@ -2,7 +2,9 @@
 
 Input: the ``Authorization: Bearer <jwt>`` header. Checks: RS256/ES256 signature with a key from the JWKS (keys
 cached, refetched on an unknown ``kid``), ``iss`` = the configured issuer, ``aud`` contains the API audience,
-``exp`` in the future (``iat``/``nbf`` honoured). Output: a ``Principal`` (subject, username, roles from
+``exp`` in the future (``iat``/``nbf`` honoured), and a ``typ`` claim, when present, of ``Bearer`` (Keycloak's
+ID and refresh tokens are signed by the same key and an ID token carries the client as its audience; neither
+is an access token). Output: a ``Principal`` (subject, username, roles from
 ``realm_access.roles``, scope from the ``cqube_scope`` claim). Failures raise ``ApiError`` 401 (no or bad
 token) or 403 (valid token, wrong role or scope), each with a message saying which check failed.
 """
@@ -15,7 +17,8 @@ import jwt
 from cqube_spark.api.errors import ApiError
 from cqube_spark.api.scope import Scope, parse_scope
 
-ROLES = ("admin", "emitter", "report_viewer", "report_creator", "program_manager")
+# ``metrics``: a Prometheus scraper's role (e.g. a client-credentials service account), /metrics and nothing else
+ROLES = ("admin", "emitter", "report_viewer", "report_creator", "program_manager", "metrics")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ class Verifier:
             raise ApiError(401, "invalid_token", f"token issuer is not {self.issuer!r}") from None
         except jwt.exceptions.PyJWTError as e:
             raise ApiError(401, "invalid_token", f"token rejected: {e}") from None
+        kind = claims.get("typ")
+        if kind is not None and str(kind).lower() != "bearer":
+            raise ApiError(401, "invalid_token", f"{kind} tokens are not access tokens: send the access_token")
         return principal(claims)
 
 

@@ -34,8 +34,6 @@ class Settings:
     public_url: str | None = None  # how clients reach us (for signed local links); default http://host:port
     # None: the secret all API processes share, kept in PostgreSQL (``uploads.shared_secret``)
     signing_secret: str | None = field(default=None, repr=False)
-    # a static bearer for Prometheus' scrape (``CQUBE_API_METRICS_TOKEN``); /metrics also takes an admin JWT
-    metrics_token: str | None = field(default=None, repr=False)
     roots: dict = field(default_factory=dict)
     pg_dsn: str | None = field(default=None, repr=False)
     log_dir: str | None = None
@@ -66,8 +64,7 @@ def load(path: str | Path | None = None, env: Mapping[str, str] = os.environ) ->
     from cqube_spark.exhaust import settings as exhaust_settings
 
     kwargs = {k: p[k] for k in Settings.__dataclass_fields__ if k in p}
-    for key, var in (("signing_secret", "CQUBE_API_SIGNING_SECRET"), ("metrics_token", "CQUBE_API_METRICS_TOKEN")):
-        if env.get(var):
-            kwargs[key] = env[var]
+    if env.get("CQUBE_API_SIGNING_SECRET"):
+        kwargs["signing_secret"] = env["CQUBE_API_SIGNING_SECRET"]
     return Settings(**kwargs, roots=storage.roots(env), pg_dsn=exhaust_settings.postgres_dsn(),
                     log_dir=env.get("CQUBE_LOG_DIR"))

@@ -1,8 +1,8 @@
 """``cqube-spark emit <folder-or-zip>``: the state's emission client.
 
 A folder: every ``*.csv`` in it (not recursive) is zipped with a ``manifest.json`` (``{"files": [{"name",
-"size_bytes", "records"}]}``, records = data lines without the header, as ``cqube_spark.intake.manifest``
-expects). A zip is sent as it is. Then: ``POST /emission/uploads`` (bearer token from ``--token`` or
+"size_bytes", "records"}]}``, records = lines after the header, blank ones included, as intake counts
+them). A zip is sent as it is. Then: ``POST /emission/uploads`` (bearer token from ``--token`` or
 ``CQUBE_API_TOKEN``) → PUT the bytes to the one-time URL → ``GET /emission/uploads/{id}`` → print the
 acknowledgement as JSON. Exit 0 ok, 1 refused or failed, 2 bad arguments.
 """
@@ -19,8 +19,10 @@ import requests
 
 
 def manifest_entry(name: str, data: bytes) -> dict:
-    lines = data.splitlines()
-    return {"name": name, "size_bytes": len(data), "records": max(len([ln for ln in lines if ln.strip()]) - 1, 0)}
+    """records as intake counts them (``intake.fingerprint.Extracted.records``): physical lines after the header,
+    blank lines included."""
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    return {"name": name, "size_bytes": len(data), "records": max(lines - 1, 0)}
 
 
 def build_zip(folder: Path) -> bytes:

@@ -74,7 +74,8 @@ def media_type(path: str) -> str:
 
 def filter_metadata(meta: dict, files: list[dict], scope: Scope) -> dict:
     out = {k: v for k, v in meta.items() if k != "files"}
-    out["files"] = [{k: v for k, v in f.items() if not (k in ("bytes", "sha256") and not scope.is_state)}
+    # a file's size, digest and row count describe every unit's rows: a scoped user sees none of them
+    out["files"] = [{k: v for k, v in f.items() if not (k in ("bytes", "sha256", "rows") and not scope.is_state)}
                     for f in files]
     out["scope"] = str(scope)
     return out

@@ -19,13 +19,21 @@ from tests.conftest import REPO, free_port, require_service
 KC = f"http://127.0.0.1:{os.environ.get('CQUBE_KEYCLOAK_PORT', '8180')}"
 ISSUER = f"{KC}/realms/cqube"
 MGMT_HEADER = '"ManagementId"|"Management"|default_option'
-METRICS_TOKEN = f"scrape-{uuid.uuid4().hex}"
+LOCAL_TIMEOUT = 5   # requestTimeoutSeconds of the local-emission API
 
 
 def token(user: str, client: str = "cqube-api", secret: str = "cqube-api-secret") -> str:
     r = requests.post(f"{ISSUER}/protocol/openid-connect/token", timeout=30, data={
         "grant_type": "password", "client_id": client, "client_secret": secret,
         "username": user, "password": f"{user}-pw"})
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
+
+
+def client_token(client: str = "cqube-metrics", secret: str = "cqube-metrics-secret") -> str:
+    """A service account's access token (client-credentials grant: no user)."""
+    r = requests.post(f"{ISSUER}/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "client_credentials", "client_id": client, "client_secret": secret})
     assert r.status_code == 200, r.text
     return r.json()["access_token"]
 
@@ -37,8 +45,8 @@ def tokens():
     except requests.RequestException:
         pytest.fail(f"keycloak is not reachable at {KC}; start it with `scripts/services.sh start keycloak`",
                     pytrace=False)
-    users = ["admin1", "emitter1", "viewer_state", "viewer_d1", "viewer_b1", "creator_d1", "pm1", "noroles",
-             "noscope"]
+    users = ["admin1", "emitter1", "viewer_state", "viewer_d1", "viewer_d2", "viewer_b1", "creator_d1", "pm1",
+             "noroles", "noscope"]
     return {u: {"Authorization": f"Bearer {token(u)}"} for u in users}
 
 
@@ -72,9 +80,9 @@ def publish_fixture(output: Path) -> None:
     (output / "_current.json").write_text(json.dumps({"prefix": "_runs/r1", "run_id": "r1"}))
 
 
-def start_api(env: dict, port: int, expiry: int = 300) -> subprocess.Popen:
+def start_api(env: dict, port: int, expiry: int = 300, timeout: float = 30) -> subprocess.Popen:
     cfg = json.loads((REPO / "configs" / "jobs" / "serve.json").read_text())
-    cfg["modelParams"].update(port=port, issuer=ISSUER, uploadUrlExpirySeconds=expiry)
+    cfg["modelParams"].update(port=port, issuer=ISSUER, uploadUrlExpirySeconds=expiry, requestTimeoutSeconds=timeout)
     cfg_path = Path(env["CQUBE_DATA_ROOT"]) / f"serve-{port}.json"
     cfg_path.write_text(json.dumps(cfg))
     proc = subprocess.Popen([sys.executable, "-m", "cqube_spark.cli", "serve", "--config", str(cfg_path)],
@@ -103,7 +111,7 @@ def api(tmp_path_factory, s3):
     bucket = f"s3a://cqube-api-{uuid.uuid4().hex[:8]}"
     s3.ensure_bucket(bucket)
     env = dict(os.environ, CQUBE_DATA_ROOT=str(root), CQUBE_EMISSION_URI=f"{bucket}/emission",
-               CQUBE_LOG_DIR=str(root / "logs"), PYTHONPATH=str(REPO), CQUBE_API_METRICS_TOKEN=METRICS_TOKEN)
+               CQUBE_LOG_DIR=str(root / "logs"), PYTHONPATH=str(REPO))
     for k in ("CQUBE_INPUT_URI", "CQUBE_OUTPUT_URI", "CQUBE_LAKE_URI", "CQUBE_API_SIGNING_SECRET"):
         env.pop(k, None)
     local_root = root.parent / "local"
@@ -113,12 +121,34 @@ def api(tmp_path_factory, s3):
     local_env = dict(env, CQUBE_DATA_ROOT=str(local_root), CQUBE_LOG_DIR=str(local_root / "logs"))
     local_env.pop("CQUBE_EMISSION_URI")
     p1, p2 = free_port(), free_port()
-    procs = [start_api(env, p1), start_api(local_env, p2, expiry=2)]
+    procs = [start_api(env, p1), start_api(local_env, p2, expiry=2, timeout=LOCAL_TIMEOUT)]
     yield {"url": f"http://127.0.0.1:{p1}", "local_url": f"http://127.0.0.1:{p2}", "env": env, "root": root,
-           "local_root": local_root, "bucket": bucket}
+           "local_root": local_root, "bucket": bucket, "pids": [p.pid for p in procs]}
     for p in procs:
         p.terminate()
         p.wait(10)
+
+
+@pytest.fixture(scope="module")
+def s3_api(api, s3, tmp_path_factory):
+    """A third API process with emission and output both on S3 (its own emission prefix: the main API's intake
+    test counts what its emission holds), and upload links that live 2 s."""
+    staged = tmp_path_factory.mktemp("s3-output")
+    publish_fixture(staged)
+    out = f"{api['bucket']}/output"
+    for f in sorted(p for p in staged.rglob("*") if p.is_file()):
+        s3.write_bytes(f"{out}/{f.relative_to(staged).as_posix()}", f.read_bytes())
+    root = tmp_path_factory.mktemp("s3-api") / "data"
+    for sub in ("input", "lake"):
+        (root / sub).mkdir(parents=True)
+    emission = f"{api['bucket']}/emission-s3"
+    env = dict(api["env"], CQUBE_DATA_ROOT=str(root), CQUBE_OUTPUT_URI=out, CQUBE_EMISSION_URI=emission,
+               CQUBE_LOG_DIR=str(root / "logs"))
+    port = free_port()
+    proc = start_api(env, port, expiry=2)
+    yield {"url": f"http://127.0.0.1:{port}", "emission": emission, "env": env}
+    proc.terminate()
+    proc.wait(10)
 
 
 def zip_bytes(tmp_path: Path, rows: tuple[str, ...] = ('1|"Govt"|', '2|"Tribal"|')) -> bytes:
@@ -154,6 +184,30 @@ def test_expired_token_is_401(api):
     assert r.status_code == 401 and r.json()["error"]["code"] == "token_expired"
 
 
+def test_wrong_audience_wrong_issuer_and_id_tokens_are_401(api):
+    """Real Keycloak tokens that fail one check each: another client's (no cqube-api audience), one issued under
+    another host name (same realm and keys, another issuer), and an ID token (right audience, not an access token)."""
+    u = f"{api['url']}/download/buckets"
+    r = requests.post(f"{ISSUER}/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "password", "client_id": "admin-cli", "username": "viewer_d1", "password": "viewer_d1-pw"})
+    assert r.status_code == 200, r.text
+    r = requests.get(u, headers={"Authorization": f"Bearer {r.json()['access_token']}"}, timeout=10)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_token" and "aud" in r.text
+    r = requests.post(f"{ISSUER.replace('127.0.0.1', 'localhost')}/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "password", "client_id": "cqube-api", "client_secret": "cqube-api-secret",
+        "username": "viewer_d1", "password": "viewer_d1-pw", "scope": "openid"})
+    assert r.status_code == 200, r.text
+    r = requests.get(u, headers={"Authorization": f"Bearer {r.json()['access_token']}"}, timeout=10)
+    assert r.status_code == 401 and "issuer" in r.json()["error"]["message"]
+    r = requests.post(f"{ISSUER}/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "password", "client_id": "cqube-api", "client_secret": "cqube-api-secret",
+        "username": "admin1", "password": "admin1-pw", "scope": "openid"})
+    id_token = r.json()["id_token"]
+    r = requests.get(f"{api['url']}/admin/files", headers={"Authorization": f"Bearer {id_token}"}, timeout=10)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_token", r.text
+    assert "ID token" in r.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("user,method,path,body", [
     ("noroles", "get", "/download/buckets", None),
     ("emitter1", "get", "/download/files", None),
@@ -164,6 +218,10 @@ def test_expired_token_is_401(api):
     ("emitter1", "get", "/admin/files", None),
     ("viewer_d1", "get", "/admin/logs/intake", None),
     ("noscope", "get", "/download/files", None),
+    ("noscope", "get", "/download/uri?path=student_attendance/overall/block.json", None),
+    ("emitter1", "get", "/dataset/v1/request/list/t1", None),
+    ("viewer_d1", "get", "/dataset/v1/request/read/t1?request_id=x", None),
+    ("noroles", "post", "/emission/uploads", {"file_name": "a.zip", "size_bytes": 10}),
 ])
 def test_every_role_and_scope_refusal_is_403(api, tokens, user, method, path, body):
     r = getattr(requests, method)(api["url"] + path, headers=tokens[user], json=body, timeout=10)
@@ -179,6 +237,20 @@ def test_openapi_and_error_shape(api):
     assert r.status_code == 404 and set(r.json()["error"]) >= {"status", "code", "message"}
     r = requests.post(f"{api['url']}/emission/uploads", data=b"x" * 2_000_000, timeout=10)
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+
+
+def test_a_chunked_body_over_the_limit_is_413(api, tokens):
+    """No Content-Length (chunked transfer): the body is counted as it arrives, not trusted to a header."""
+    def chunks():
+        for _ in range(200):
+            yield b"x" * 10_000
+    r = requests.post(f"{api['url']}/emission/uploads", data=chunks(), timeout=30,
+                      headers={**tokens["emitter1"], "Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large", r.text
+    small = iter([json.dumps({"file_name": "chunked.zip", "size_bytes": 10}).encode()])
+    r = requests.post(f"{api['url']}/emission/uploads", data=small, timeout=30,
+                      headers={**tokens["emitter1"], "Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
 
 
 # -- downloads, filtered by scope -----------------------------------------------------------------------------
@@ -254,15 +326,38 @@ def test_a_link_signed_by_one_api_process_verifies_in_another(api, tokens):
     assert {r["district_id"] for r in doc.json()["data"]} == {"7501"}
 
 
-def test_metrics_need_an_admin_token_or_the_scrape_token(api, tokens):
-    u = f"{api['url']}/metrics"
-    assert requests.get(u, timeout=10).status_code == 401
-    assert requests.get(u, headers={"Authorization": "Bearer wrong-token"}, timeout=10).status_code == 401
-    r = requests.get(u, headers=tokens["viewer_state"], timeout=10)
-    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_role"
-    for h in (tokens["admin1"], {"Authorization": f"Bearer {METRICS_TOKEN}"}):
-        r = requests.get(u, headers=h, timeout=10)
+def test_the_scrapers_service_account_reads_metrics_and_nothing_else(api, tokens):
+    """Prometheus' client ``cqube-metrics`` (client-credentials grant, its service account holds the ``metrics``
+    role) scrapes /metrics; its token opens no other route, and a user without the role is refused /metrics."""
+    u = api["url"]
+    scraper = {"Authorization": f"Bearer {client_token()}"}
+    assert requests.get(f"{u}/metrics", timeout=10).status_code == 401
+    assert requests.get(f"{u}/metrics", headers={"Authorization": "Bearer wrong-token"}, timeout=10).status_code == 401
+    for h in (scraper, tokens["admin1"]):
+        r = requests.get(f"{u}/metrics", headers=h, timeout=10)
         assert r.status_code == 200 and "cqube_api_requests_total" in r.text
+    for method, path, body in (("get", "/admin/files", None), ("get", "/admin/job-runs", None),
+                               ("get", "/admin/logs/intake", None), ("get", "/download/buckets", None),
+                               ("get", "/download/files", None), ("get", "/download/metadata", None),
+                               ("get", "/download/uri?path=student_attendance/overall/state.json", None),
+                               ("post", "/emission/uploads", {"file_name": "a.zip", "size_bytes": 10}),
+                               ("get", "/emission/uploads/x", None),
+                               ("post", "/dataset/v1/request/submit", {"request": {}}),
+                               ("get", "/dataset/v1/request/list/t1", None)):
+        r = getattr(requests, method)(u + path, headers=scraper, json=body, timeout=10)
+        assert r.status_code == 403, (path, r.text)
+        err = r.json()["error"]
+        assert err["code"] == "forbidden_role" and "service-account-cqube-metrics lacks the role" in err["message"]
+    for user in ("viewer_state", "emitter1", "creator_d1", "pm1", "noroles"):
+        r = requests.get(f"{u}/metrics", headers=tokens[user], timeout=10)
+        assert r.status_code == 403, r.text
+        err = r.json()["error"]
+        assert err["code"] == "forbidden_role" and f"{user} lacks the role" in err["message"] and \
+            "metrics" in err["message"]
+    r = requests.post(f"{ISSUER}/protocol/openid-connect/token", timeout=30, data={   # no user logs in through it
+        "grant_type": "password", "client_id": "cqube-metrics", "client_secret": "cqube-metrics-secret",
+        "username": "admin1", "password": "admin1-pw"})
+    assert r.status_code == 400 and r.json()["error"] == "unauthorized_client"
 
 
 def test_state_viewer_gets_presigned_get_of_the_whole_file(api, tokens):
@@ -270,6 +365,59 @@ def test_state_viewer_gets_presigned_get_of_the_whole_file(api, tokens):
                         headers=tokens["viewer_state"], timeout=10).json()
     doc = requests.get(link["url"], timeout=10).json()   # local output: a signed link, unfiltered
     assert doc["data"][0]["state_id"] == "75"
+
+
+def test_outputs_on_s3_state_gets_a_presigned_get_districts_their_rows(s3_api, tokens):
+    u = s3_api["url"]
+    link = requests.get(f"{u}/download/uri", params={"path": "student_attendance/overall/state.json"},
+                        headers=tokens["viewer_state"], timeout=10).json()["url"]
+    assert "X-Amz-Signature" in link
+    assert requests.get(link, timeout=10).json()["data"] == [{"state_id": "75", "attendance_pct": 89.0}]
+    for user, district in (("viewer_d1", "7501"), ("viewer_d2", "7502")):
+        link = requests.get(f"{u}/download/uri", params={"path": "student_attendance/overall/block.json"},
+                            headers=tokens[user], timeout=10).json()["url"]
+        assert "X-Amz" not in link
+        assert {r["district_id"] for r in requests.get(link, timeout=10).json()["data"]} == {district}
+    listed = requests.get(f"{u}/download/files", params={"prefix": "student_attendance/overall/block"},
+                          headers=tokens["viewer_d1"], timeout=10).json()["files"]
+    assert sorted(f["path"] for f in listed) == ["student_attendance/overall/block.csv",
+                                                 "student_attendance/overall/block.json"]
+    for bad in ("../output", "student_attendance/%2e%2e/", "/student_attendance"):
+        r = requests.get(f"{u}/download/files", params={"prefix": bad}, headers=tokens["viewer_d1"], timeout=10)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "bad_path"
+    meta = requests.get(f"{u}/download/metadata", headers=tokens["viewer_d1"], timeout=10).json()
+    assert all("rows" not in f and "sha256" not in f for f in meta["files"])   # counts of the whole state
+
+
+def test_an_expired_presigned_put_is_refused_by_s3(s3_api, tokens, tmp_path, s3):
+    data = zip_bytes(tmp_path)
+    grant = requests.post(f"{s3_api['url']}/emission/uploads", json={"file_name": "late.zip", "size_bytes": len(data)},
+                          headers=tokens["emitter1"], timeout=10).json()
+    assert "X-Amz-Signature" in grant["url"]
+    time.sleep(3)   # this server's links live 2 s
+    r = requests.put(grant["url"], data=data, headers=grant["headers"], timeout=30)
+    assert r.status_code == 403 and "expired" in r.text.lower()
+    ack = requests.get(f"{s3_api['url']}/emission/uploads/{grant['upload_id']}", headers=tokens["emitter1"],
+                       timeout=10).json()
+    assert ack["status"] == "expired"
+
+
+def test_emit_command_uploads_a_folder_to_s3_by_presigned_url(s3_api, tokens, tmp_path, s3):
+    folder = tmp_path / "state_2020-07"
+    folder.mkdir()
+    (folder / "school_management_master.csv").write_text(MGMT_HEADER + '\n1|"Govt"|\n')
+    env = dict(s3_api["env"], CQUBE_API_TOKEN=tokens["emitter1"]["Authorization"].split()[1])
+    out = subprocess.run([sys.executable, "-m", "cqube_spark.cli", "emit", str(folder), "--api", s3_api["url"]],
+                         env=env, cwd=str(REPO), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    ack = json.loads(out.stdout)
+    assert ack["status"] == "received" and ack["acknowledgement"]["file_name"] == "state_2020-07.zip"
+    keys = [k for k in s3.list(s3_api["emission"]) if k.endswith(f"{ack['upload_id']}_state_2020-07.zip")]
+    assert len(keys) == 1
+    out = subprocess.run([sys.executable, "-m", "cqube_spark.cli", "emit", str(folder), "--api", s3_api["url"]],
+                         env=dict(env, CQUBE_API_TOKEN="x"), cwd=str(REPO), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1 and "401" in out.stderr
 
 
 # -- emission -------------------------------------------------------------------------------------------------
@@ -348,6 +496,41 @@ def test_local_upload_link_works_once_and_expires(api, tokens, tmp_path):
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "file_name"
 
 
+def test_a_slow_local_upload_is_not_cut_by_the_request_timeout_a_stalled_one_is(api, tokens, tmp_path):
+    """The request timeout is an idle limit for uploads: bytes that keep coming may take longer than it (a large
+    zip on a slow line); no byte for a whole timeout ends the upload (408) and gives the link back."""
+    u, h = api["local_url"], tokens["emitter1"]
+    data = zip_bytes(tmp_path)
+    grant = requests.post(f"{u}/emission/uploads", json={"file_name": "slow.zip", "size_bytes": len(data)},
+                          headers=h, timeout=10).json()
+
+    def trickle(pause, parts=8):
+        step = -(-len(data) // parts)
+        for i in range(0, len(data), step):
+            yield data[i:i + step]
+            time.sleep(pause)
+    t0 = time.monotonic()
+    r = requests.put(grant["url"], data=trickle(0.9), timeout=60)
+    assert r.status_code == 201, r.text
+    assert time.monotonic() - t0 > LOCAL_TIMEOUT + 1
+    assert list((api["local_root"] / "emission").rglob("*_slow.zip"))[0].read_bytes() == data
+    grant = requests.post(f"{u}/emission/uploads", json={"file_name": "stall.zip", "size_bytes": len(data)},
+                          headers=h, timeout=10).json()
+
+    def stall():
+        yield data[:10]
+        time.sleep(LOCAL_TIMEOUT + 1.5)
+        yield data[10:]
+    r = requests.put(grant["url"], data=stall(), timeout=60)
+    assert r.status_code == 408 and r.json()["error"]["code"] == "timeout", r.text
+    from cqube_spark.api import uploads
+    from cqube_spark.exhaust import settings as exhaust_settings
+
+    with uploads.connect(exhaust_settings.postgres_dsn()) as conn:   # the link was given back (until it expires)
+        assert uploads.get(conn, grant["upload_id"])["used_at"] is None
+    assert not list((api["local_root"] / "emission").rglob("*_stall.zip"))
+
+
 def test_emit_client_zips_with_manifest_and_uploads(api, tokens, tmp_path):
     from cqube_spark.api import emit
 
@@ -376,9 +559,13 @@ def test_exhaust_request_submit_read_list(api, tokens):
     assert r.status_code == 200, r.text
     res = r.json()["result"]
     assert res["status"] == "SUBMITTED" and "k3y-secret" not in r.text
-    got = requests.get(f"{u}/dataset/v1/request/read/{tag}", params={"request_id": res["requestId"]},
-                       headers=h, timeout=10).json()["result"]
-    assert got["requestId"] == res["requestId"]
+    for name in ("requestId", "request_id"):   # Sunbird's query parameter, and the older name
+        got = requests.get(f"{u}/dataset/v1/request/read/{tag}", params={name: res["requestId"]},
+                           headers=h, timeout=10)
+        assert got.status_code == 200, got.text
+        assert got.json()["result"]["requestId"] == res["requestId"]
+    r = requests.get(f"{u}/dataset/v1/request/read/{tag}", headers=h, timeout=10)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "requestId"
     assert requests.get(f"{u}/dataset/v1/request/list/{tag}", headers=h, timeout=10).json()["result"]["count"] == 1
     bad = dict(body, request={**body["request"], "encryptionKey": ""})
     r = requests.post(f"{u}/dataset/v1/request/submit", json=bad, headers=h, timeout=10)
@@ -386,3 +573,70 @@ def test_exhaust_request_submit_read_list(api, tokens):
     bad = dict(body, request={**body["request"], "datasetConfig": {"filters": "x"}})
     r = requests.post(f"{u}/dataset/v1/request/submit", json=bad, headers=h, timeout=10)
     assert r.status_code == 422 and "Not a Valid Request" in r.json()["error"]["message"]
+
+
+def test_a_district_program_manager_requests_only_their_district(api, tokens):
+    """``pm_d1`` (``cqube_scope=district:7501``): a request filtered on district 7501 is taken; one on another
+    district, or on no district, is refused before anything is stored. A state program manager is not bound."""
+    u, tag = api["url"], f"api-{uuid.uuid4().hex[:6]}"
+    pm_d1 = {"Authorization": f"Bearer {token('pm_d1')}"}
+
+    def submit(headers, *locations):
+        filters = [{"name": "program_id", "operator": "=", "value": "P1"}] + [
+            {"name": f"user_locations['{k}']", "operator": "=", "value": v} for k, v in locations]
+        return requests.post(f"{u}/dataset/v1/request/submit", headers=headers, timeout=10, json={"request": {
+            "tag": tag, "dataset": "program-user-exhaust", "encryptionKey": "k3y",
+            "datasetConfig": {"filters": [{"table_name": "program_enrollment", "table_filters": filters}]}}})
+    r = submit(pm_d1, ("district_id", "7501"), ("block_id", "750101"))
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["status"] == "SUBMITTED" and r.json()["result"]["requestedBy"] == "pm_d1"
+    for locations in ((("district_id", "7502"),), (("block_id", "750201"),), ()):
+        r = submit(pm_d1, *locations)
+        assert r.status_code == 403, r.text
+        err = r.json()["error"]
+        assert err["code"] == "forbidden_scope" and err["message"] == (
+            "pm_d1 is scoped to district:7501: the request needs the filter user_locations['district_id'] = '7501'")
+    listed = requests.get(f"{u}/dataset/v1/request/list/{tag}", headers=pm_d1, timeout=10).json()["result"]
+    assert listed["count"] == 1   # the refused requests stored nothing
+    assert submit(tokens["pm1"], ("district_id", "7502")).status_code == 200   # state scope: any district
+
+
+def test_exhaust_download_link_only_for_the_requester(api, tokens, s3):
+    """As ``exhaust status``: the requester gets a presigned GET of the finished zip, anyone else sees that it is
+    withheld (not the link, not the storage location)."""
+    import datetime as dt
+
+    from cqube_spark.api import uploads
+    from cqube_spark.exhaust import requests as jr
+    from cqube_spark.exhaust import settings as exhaust_settings
+
+    u, tag = api["url"], f"api-{uuid.uuid4().hex[:6]}"
+    body = {"request": {"tag": tag, "dataset": "program-user-exhaust", "encryptionKey": "k3y",
+                        "datasetConfig": {"filters": [{"table_name": "program_enrollment", "table_filters": [
+                            {"name": "program_id", "operator": "=", "value": "P2"}]}]}}}
+    rid = requests.post(f"{u}/dataset/v1/request/submit", json=body, headers=tokens["pm1"],
+                        timeout=10).json()["result"]["requestId"]
+    location = f"{api['bucket']}/exhaust/{tag}/{rid}.zip"
+    s3.write_bytes(location, b"PK-zip-bytes")
+    with uploads.connect(exhaust_settings.postgres_dsn()) as conn:   # as the exhaust job ends a request
+        jr.mark_success(conn, jr.get(conn, rid, tag), [location], dt.datetime.now(), 5)
+    read = f"{u}/dataset/v1/request/read/{tag}"
+    mine = requests.get(read, params={"request_id": rid}, headers=tokens["pm1"], timeout=10).json()["result"]
+    assert mine["status"] == "SUCCESS" and "X-Amz-Signature" in mine["downloadUrls"][0]
+    assert requests.get(mine["downloadUrls"][0], timeout=10).content == b"PK-zip-bytes"
+    for r in (requests.get(read, params={"request_id": rid}, headers=tokens["admin1"], timeout=10),
+              requests.get(f"{u}/dataset/v1/request/list/{tag}", headers=tokens["admin1"], timeout=10)):
+        assert r.status_code == 200 and location.split("://")[1] not in r.text and "X-Amz" not in r.text
+    other = requests.get(read, params={"request_id": rid}, headers=tokens["admin1"], timeout=10).json()["result"]
+    assert other["downloadUrls"] == [] and "requester" in other["urlWithheld"]
+    listed = requests.get(f"{u}/dataset/v1/request/list/{tag}", headers=tokens["pm1"], timeout=10).json()
+    assert "X-Amz-Signature" in listed["result"]["jobs"][0]["downloadUrls"][0]
+
+
+def test_the_api_processes_never_started_a_jvm(api):
+    """Last in the module, after every route was called: no Spark in the request path (no child process, no
+    libjvm mapped into the API's processes)."""
+    for pid in api["pids"]:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        assert children == [], f"API process {pid} has children {children}"
+        assert "libjvm" not in Path(f"/proc/{pid}/maps").read_text()
