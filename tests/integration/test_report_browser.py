@@ -6,9 +6,9 @@ no console errors, no request outside the report folder, one map point per schoo
 only its blocks, a period change shows that period's published values, a breakdown filter shows the published
 breakdown rows, the CSV download equals the table, and every data file the page holds equals the published JSON
 value for value. The report stage runs with ``scope=district``: one district's copy is opened from its own folder
-too (no request outside it, only its schools on the map, no other district to pick). The report job is also run
-on the same outputs in an S3 bucket, and that report opened over http from the S3 server (the prefix readable
-anonymously) shows the same page.
+too (it opens at that district, showing its blocks; no request outside it, only its schools on the map, no other
+district to pick). The report job is also run on the same outputs in an S3 bucket, and that report opened over
+http from the S3 server (the prefix readable anonymously) shows the same page.
 """
 from __future__ import annotations
 
@@ -268,8 +268,18 @@ def test_district_copy_shows_only_that_district(browser, out, district):
         assert p.errors == []
         assert [u for u in p.requests if not u.startswith(p.base)] == []
         assert p.js("Object.keys(CQ.H.district)") == [did]
+        assert p.js("[CQ.state.unitLevel, CQ.state.unitId, CQ.state.level]") == ["district", did, "block"]
+        blocks = {r["block_id"]: r for r in pub(out, "student_attendance/overall/block.json")["data"]
+                  if r["district_id"] == did}
+        assert blocks and {r["id"]: r["attendance_pct"] for r in p.table()} == {
+            i: fmt(r["attendance_pct"]) for i, r in blocks.items()}
+        assert p.page.inner_text("#messages") == ""                     # its own trend: no "no monthly files"
+        crumbs = p.js("[...document.querySelectorAll('#breadcrumb > :not(.sep)')].map(e => [e.tagName, e.textContent])")
+        state, name = pub(out, "hierarchy/state.json")["data"][0]["state_name"], schools[0]["district_name"]
+        assert crumbs == [["SPAN", state], ["A", name]]                 # the state: a name above it, not a link
+        assert p.js("[...document.getElementById('level').options].map(o => o.value)") == ["block", "cluster", "school"]
         options = p.js("[...document.getElementById('unit').options].map(o => o.value).filter(v => v)")
-        assert options == [did]
+        assert sorted(options) == sorted(blocks)
         p.select("#level", "school")
         points = p.js("echarts.getInstanceByDom(document.getElementById('map')).getOption().series[0].data")
         assert sorted(x["id"] for x in points) == sorted(r["school_id"] for r in schools)
