@@ -10,6 +10,7 @@ for the same location (``s3a://...`` or an absolute local path).
 """
 from __future__ import annotations
 
+import mimetypes
 import os
 import shutil
 import tempfile
@@ -65,6 +66,13 @@ def roots(env: Mapping[str, str] = os.environ) -> dict[str, str]:
         override = env.get(f"CQUBE_{name.upper()}_URI")
         out[name] = str(parse_uri(override)) if override else str(parse_uri(join(data_root, name)))
     return out
+
+
+def content_type(key: str) -> dict:
+    """S3 object headers for a key by its extension (``{}`` when unknown): a browser applies a stylesheet or
+    runs a script read from a bucket only with its real type (a report opened from S3)."""
+    kind, encoding = mimetypes.guess_type(key)
+    return {"ContentType": kind} if kind and not encoding else {}
 
 
 def spark_path(uri: str) -> str:
@@ -155,7 +163,7 @@ class Storage:
         """Atomic write: readers see the old content or the new one, never a partial file."""
         loc = parse_uri(uri)
         if loc.is_s3:
-            self.s3.put_object(Bucket=loc.bucket, Key=loc.key, Body=data)  # a PUT is atomic in S3
+            self.s3.put_object(Bucket=loc.bucket, Key=loc.key, Body=data, **content_type(loc.key))  # atomic in S3
             return
         target = Path(loc.key)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +182,7 @@ class Storage:
         """Copy a local file to a location (multipart for large S3 objects; atomic locally)."""
         loc = parse_uri(uri)
         if loc.is_s3:
-            self.s3.upload_file(local_path, loc.bucket, loc.key)
+            self.s3.upload_file(local_path, loc.bucket, loc.key, ExtraArgs=content_type(loc.key))
             return
         target = Path(loc.key)
         target.parent.mkdir(parents=True, exist_ok=True)

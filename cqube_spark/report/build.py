@@ -58,7 +58,7 @@ def data_files(sh: dict, settings: dict) -> dict[str, bytes]:
         for f in entries:
             key = shape.data_key(kpi, f["period_type"], f["period"], f.get("breakdown", "total"), f["level"])
             files[f"data/{key}.js"] = shape.js_file(key, sh["data"][key])
-    man = shape.manifest(sh["metadata"], settings, sh["carried"], list(sh["hierarchy"]))
+    man = shape.manifest(sh["metadata"], settings, sh["carried"], list(sh["hierarchy"]), sh.get("root"))
     files["data/manifest.js"] = f"CQ.manifest={shape.dumps(man)};\n".encode()
     return files
 

@@ -5,10 +5,10 @@ it has, as :func:`cqube_spark.report.shape.hierarchy_table` keeps it) reaches ``
 ``D``, its blocks, clusters and schools, in the hierarchy and in every data file; rows of units not in the
 hierarchy (unknown schools with data) cannot be placed in a district and are left out.
 
-The state: its hierarchy row stays as the page's root (id and name only, no coordinates), but no state-level
-data file is carried. The state aggregate is made of the other districts' numbers: with a few districts, the
-state's counts minus the district's own give the others'. This is the API's rule too (a district user never
-gets the state file, ``cqube_spark.api.scope``).
+The page opens at the district (``root``); the state's hierarchy row stays above it, for the breadcrumb (id and
+name only, no coordinates), but no state-level data file is carried. The state aggregate is made of the other
+districts' numbers: with a few districts, the state's counts minus the district's own give the others'. This is
+the API's rule too (a district user never gets the state file, ``cqube_spark.api.scope``).
 """
 from __future__ import annotations
 
@@ -57,4 +57,4 @@ def for_district(sh: dict, district_id: str) -> dict:
         if level in keep:
             data[key] = _data(doc, level, keep[level])
     return {"metadata": sh["metadata"], "hierarchy": _hierarchy(sh["hierarchy"], keep, state_ids),
-            "carried": carried, "data": data}
+            "carried": carried, "data": data, "root": {"level": "district", "id": district_id}}

@@ -131,8 +131,10 @@ def kpi_entry(kpi: str, kpi_settings: dict, meta_kpi: dict | None, files: list[d
     return entry
 
 
-def manifest(metadata: dict, settings: dict, carried: dict[str, list[dict]], hierarchy_levels: list[str]) -> dict:
+def manifest(metadata: dict, settings: dict, carried: dict[str, list[dict]], hierarchy_levels: list[str],
+             root: dict | None = None) -> dict:
+    """``root`` (``{"level", "id"}``, scoped copies only) is the unit the page opens at instead of the state."""
     kpis = {k: kpi_entry(k, s, (metadata.get("kpis") or {}).get(k), carried.get(k, []))
             for k, s in settings["kpis"].items()}
     return {"hierarchy": [lv for lv in LEVELS if lv in hierarchy_levels], "kpis": kpis,
-            "kpi_order": list(settings["kpis"]), "levels": list(LEVELS)}
+            "kpi_order": list(settings["kpis"]), "levels": list(LEVELS), **({"root": root} if root else {})}

@@ -6,12 +6,15 @@ no console errors, no request outside the report folder, one map point per schoo
 only its blocks, a period change shows that period's published values, a breakdown filter shows the published
 breakdown rows, the CSV download equals the table, and every data file the page holds equals the published JSON
 value for value. The report stage runs with ``scope=district``: one district's copy is opened from its own folder
-too (no request outside it, only its schools on the map, no other district to pick).
+too (it opens at that district, showing its blocks; no request outside it, only its schools on the map, no other
+district to pick). The report job is also run on the same outputs in an S3 bucket, and that report opened over
+http from the S3 server (the prefix readable anonymously) shows the same page.
 """
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -64,9 +67,13 @@ def browser():
         b.close()
 
 
+def folder(out: Path, rel: str = "report") -> str:
+    return (out / rel).resolve().as_uri()
+
+
 class Page:
-    def __init__(self, browser, out: Path, folder: str = "report"):
-        self.report = (out / folder).resolve()
+    def __init__(self, browser, url: str):
+        self.base = url + "/"                   # the report folder: every request must be under it
         self.page = browser.new_page(viewport={"width": 1400, "height": 1200}, accept_downloads=True,
                                      bypass_csp=True)   # the page forbids eval; Playwright polls with it
         self.errors, self.requests = [], []
@@ -74,7 +81,7 @@ class Page:
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("request", lambda r: self.requests.append(r.url))
         t0 = time.monotonic()
-        self.page.goto(self.report.joinpath("index.html").as_uri())
+        self.page.goto(self.base + "index.html")
         self.wait()
         self.load_seconds = time.monotonic() - t0
 
@@ -97,7 +104,7 @@ class Page:
 
 @pytest.fixture(scope="module")
 def page(browser, out):
-    p = Page(browser, out)
+    p = Page(browser, folder(out))
     yield p
     p.page.close()
 
@@ -108,8 +115,7 @@ def fmt(v) -> str:
 
 def test_loads_without_errors_and_only_from_the_report_folder(page):
     assert page.errors == []
-    base = page.report.as_uri() + "/"
-    outside = [u for u in page.requests if not u.startswith(base)]
+    outside = [u for u in page.requests if not u.startswith(page.base)]
     assert outside == []
     assert any(u.endswith("/vendor/echarts.min.js") for u in page.requests)
     assert page.load_seconds < 3.0, page.load_seconds
@@ -257,14 +263,23 @@ def district(out):
 
 def test_district_copy_shows_only_that_district(browser, out, district):
     did, schools = district
-    p = Page(browser, out, f"report/district/{did}")
+    p = Page(browser, folder(out, f"report/district/{did}"))
     try:
         assert p.errors == []
-        base = p.report.as_uri() + "/"
-        assert [u for u in p.requests if not u.startswith(base)] == []
+        assert [u for u in p.requests if not u.startswith(p.base)] == []
         assert p.js("Object.keys(CQ.H.district)") == [did]
+        assert p.js("[CQ.state.unitLevel, CQ.state.unitId, CQ.state.level]") == ["district", did, "block"]
+        blocks = {r["block_id"]: r for r in pub(out, "student_attendance/overall/block.json")["data"]
+                  if r["district_id"] == did}
+        assert blocks and {r["id"]: r["attendance_pct"] for r in p.table()} == {
+            i: fmt(r["attendance_pct"]) for i, r in blocks.items()}
+        assert p.page.inner_text("#messages") == ""                     # its own trend: no "no monthly files"
+        crumbs = p.js("[...document.querySelectorAll('#breadcrumb > :not(.sep)')].map(e => [e.tagName, e.textContent])")
+        state, name = pub(out, "hierarchy/state.json")["data"][0]["state_name"], schools[0]["district_name"]
+        assert crumbs == [["SPAN", state], ["A", name]]                 # the state: a name above it, not a link
+        assert p.js("[...document.getElementById('level').options].map(o => o.value)") == ["block", "cluster", "school"]
         options = p.js("[...document.getElementById('unit').options].map(o => o.value).filter(v => v)")
-        assert options == [did]
+        assert sorted(options) == sorted(blocks)
         p.select("#level", "school")
         points = p.js("echarts.getInstanceByDom(document.getElementById('map')).getOption().series[0].data")
         assert sorted(x["id"] for x in points) == sorted(r["school_id"] for r in schools)
@@ -275,3 +290,46 @@ def test_district_copy_shows_only_that_district(browser, out, district):
         assert p.errors == []
     finally:
         p.page.close()
+
+
+@pytest.fixture(scope="module")
+def bucket_report(out, s3):
+    """The module's published outputs in a fresh bucket, the report job run there (CQUBE_OUTPUT_URI=s3a://...),
+    and the report prefix readable anonymously (a bucket policy, as a deployment would set): its http URL."""
+    from cqube_spark import storage
+
+    bucket = f"cqube-report-{uuid.uuid4().hex[:8]}"
+    root = f"s3a://{bucket}/output"
+    s3.ensure_bucket(root)
+    for p in [out / "_current.json", *sorted((out / "_runs").rglob("*"))]:
+        if p.is_file():
+            s3.upload_file(str(p), storage.join(root, str(p.relative_to(out))))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CQUBE_DATA_ROOT", str(out.parent))
+        mp.setenv("CQUBE_OUTPUT_URI", root)
+        assert run_job("report") == 0
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                                                      "Resource": f"arn:aws:s3:::{bucket}/output/report/*"}]}
+    s3.s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    yield f"{s3.s3.meta.endpoint_url}/{bucket}/output/report"
+    s3.delete(root, recursive=True)
+
+
+def test_opens_from_an_s3_bucket(browser, out, bucket_report):
+    p, local = Page(browser, bucket_report), Page(browser, folder(out))
+    try:
+        assert bucket_report.startswith("http://")
+        assert p.errors == []
+        assert [u for u in p.requests if not u.startswith(p.base)] == []
+        assert any(u.endswith("/vendor/echarts.min.js") for u in p.requests)
+        styled = "getComputedStyle(document.querySelector('header')).backgroundColor"   # not with a text/plain CSS
+        assert p.js(styled) == local.js(styled) == "rgb(31, 59, 87)"
+        assert p.table() == local.table() and p.table()
+        keys = local.js("Object.values(CQ.manifest.kpis).flatMap(k => k.files || [])")
+        for x in (p, local):
+            x.page.evaluate("keys => Promise.all(keys.map(k => CQ.load(k)))", keys)
+        assert p.js("CQ.store") == local.js("CQ.store")
+        assert p.errors == []
+    finally:
+        p.page.close()
+        local.page.close()

@@ -135,11 +135,13 @@ def test_nothing_of_the_other_district_in_the_serialized_files():
         assert '"75990000001"' not in text and '"75990000099"' not in text     # not placed in a district
         assert DISTRICTS[did] in text and f'"{did}"' in text
         man = json.loads(files["data/manifest.js"].decode()[len("CQ.manifest="):-2])
+        assert man["root"] == {"level": "district", "id": did}          # the page opens at the district
         assert "state" not in man["kpis"]["att"]["levels"]
         assert not [k for k in man["kpis"]["att"]["files"] if k.endswith("/state")]
         assert set(files) == {f"data/{k}.js" for k in man["kpis"]["att"]["files"]} | {
             f"data/hierarchy/{lv}.js" for lv in shape.LEVELS} | {"data/manifest.js"}
     assert build.data_files(sh, SETTINGS) == before           # the state report's data is not touched
+    assert '"root"' not in before["data/manifest.js"].decode()  # the state report opens at the state
 
 
 def test_unknown_district_gives_an_empty_copy():

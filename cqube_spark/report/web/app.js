@@ -208,6 +208,7 @@
     }
     chain.forEach(function (c, i) {
       if (i) B.appendChild(el("span", {"class": "sep"}, "›"));
+      if (finer(root().level, c[0])) { B.appendChild(el("span", {"class": "above"}, unitName(c[0], c[1]))); return; }
       var a = el("a", {"data-level": c[0], "data-id": c[1]}, unitName(c[0], c[1]));
       a.addEventListener("click", function () { goTo(c[0], c[1]); });
       B.appendChild(a);
@@ -366,12 +367,13 @@
     S.unitLevel = level; S.unitId = id;
     var lv = (kpi().levels || []).filter(function (l) { return finer(l, level); });
     S.level = lv[lv.length - 1] || null;
-    if (!S.level) { S.unitLevel = "state"; S.unitId = stateId(); }
+    if (!S.level) { S.unitLevel = root().level; S.unitId = root().id; }
     render();
   }
   CQ.goTo = goTo;
   function drill(id) { if (S.level !== "school") goTo(S.level, id); }
-  function stateId() { var ids = Object.keys(CQ.H.state || {}); return ids[0] || null; }
+  // The page's top unit: the state, or the district of a scoped copy (its state is shown above it, without data).
+  function root() { return CQ.manifest.root || {level: "state", id: Object.keys(CQ.H.state || {})[0] || null}; }
 
   CQ.start = function () {
     if (!window.echarts) { message("The charting library (vendor/echarts.min.js) did not load.", "error"); return; }
@@ -383,7 +385,7 @@
           m[r[0]] = {id: r[0], name: r[1], parent_level: r[2], parent_id: r[3], lat: r[4], lng: r[5]};
         });
       });
-      S.kpi = CQ.manifest.kpi_order[0]; S.unitId = stateId();
+      S.kpi = CQ.manifest.kpi_order[0]; S.unitLevel = root().level; S.unitId = root().id;
       $("kpi").addEventListener("change", function (e) { S.kpi = e.target.value; S.sort = null; S.bdvalue = null; render(); });
       $("period").addEventListener("change", function (e) { S.period = e.target.value; render(); });
       $("breakdown").addEventListener("change", function (e) { S.breakdown = e.target.value; S.bdvalue = null; render(); });
