@@ -25,10 +25,8 @@ fi
 # The whole suite: two pytest workers side by side (each with its own SparkSession; a test file stays on one
 # worker, so its module fixtures are built once). Most of a Spark test's time is driver-side latency (planning,
 # small jobs, commits), so two of them share the 2 cores well. Tests marked `serial` (they stop a shared
-# service or bind fixed ports) run afterwards, alone. Files are handed out slowest first (tests/conftest.py,
-# from tests/file_seconds.json), so the two workers finish together.
+# service or bind fixed ports) run afterwards, alone.
 status=0
-.venv/bin/python -m pytest -n "${CQUBE_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder -m "not serial" tests \
-  || status=$?
+.venv/bin/python -m pytest -n "${CQUBE_TEST_WORKERS:-2}" --dist loadfile -m "not serial" tests || status=$?
 .venv/bin/python -m pytest -m serial tests || status=$?
 exit $status

@@ -6,11 +6,9 @@ is never skipped.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -26,9 +24,6 @@ os.environ.setdefault("AWS_REGION", "us-east-1")
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CQUBE_SHARED", REPO.parent / "shared"))
 MOCK_DATA = SHARED / "data" / "cqube-mock"
-# Seconds per test file (setup + calls + teardown) from a whole run, for the order below. Refresh it after
-# adding or reshaping a slow file: scripts/test.sh tests -n 2 --dist loadfile --write-file-seconds
-FILE_SECONDS = Path(__file__).with_name("file_seconds.json")
 
 SERVICE_PORTS = {
     "s3": ("127.0.0.1", int(os.environ.get("CQUBE_S3_PORT", 8333))),
@@ -122,41 +117,3 @@ def s3():
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, dirs_exist_ok=True)
     return dst
-
-
-# ---------------------------------------------------------------------------------------------- scheduling
-# `pytest -n 2 --dist loadfile` hands whole files to the two workers in collection order (scripts/test.sh
-# passes --no-loadscope-reorder, so xdist keeps this order instead of putting files with many tests first).
-# The slowest files go first (longest-processing-time-first): the cheap ones fill in at the end, and the
-# two workers finish together instead of one waiting for a slow file that started last.
-
-def pytest_addoption(parser):
-    parser.addoption("--write-file-seconds", action="store_true",
-                     help=f"write each test file's seconds of this run to {FILE_SECONDS.name}")
-
-
-def _file_of(nodeid: str) -> str:
-    return nodeid.split("::", 1)[0]
-
-
-def pytest_collection_modifyitems(config, items):
-    seconds = json.loads(FILE_SECONDS.read_text()) if FILE_SECONDS.exists() else {}
-    first = {}
-    for i, item in enumerate(items):
-        first.setdefault(_file_of(item.nodeid), i)
-    unknown = 30.0   # a new file: somewhere in the middle until it has been measured
-    items.sort(key=lambda it: (-seconds.get(_file_of(it.nodeid), unknown), first[_file_of(it.nodeid)]))
-
-
-_RUN_SECONDS: dict = defaultdict(float)
-
-
-def pytest_runtest_logreport(report):
-    _RUN_SECONDS[_file_of(report.nodeid)] += report.duration
-
-
-def pytest_sessionfinish(session):
-    if session.config.getoption("--write-file-seconds") and not hasattr(session.config, "workerinput"):
-        old = json.loads(FILE_SECONDS.read_text()) if FILE_SECONDS.exists() else {}
-        merged = old | {f: round(s, 1) for f, s in _RUN_SECONDS.items()}
-        FILE_SECONDS.write_text(json.dumps(dict(sorted(merged.items())), indent=1) + "\n")
