@@ -142,10 +142,19 @@ def load_job_config(path: str | Path, env: Mapping[str, str] = os.environ) -> Jo
     if not path.exists():
         raise ConfigError(source, "$", "file not found")
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ConfigError(source, f"line {e.lineno} column {e.colno}", f"invalid JSON: {e.msg}") from None
-    return parse_job_config(raw, source, env)
+    except UnicodeDecodeError as e:
+        raise ConfigError(source, "$", f"not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except RecursionError:
+        raise ConfigError(source, "$", "invalid JSON: nested too deeply") from None
+    except OSError as e:
+        raise ConfigError(source, "$", f"cannot read the file: {e.strerror or e}") from None
+    try:
+        return parse_job_config(raw, source, env)
+    except RecursionError:
+        raise ConfigError(source, "$", "nested too deeply") from None
 
 
 def apply_params(cfg: JobConfig, params: list[str]) -> JobConfig:
