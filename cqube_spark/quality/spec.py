@@ -109,6 +109,12 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(str(path), "$", "file not found") from None
     except yaml.YAMLError as e:
         raise ConfigError(str(path), "$", f"invalid YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(path), "$", f"not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except RecursionError:
+        raise ConfigError(str(path), "$", "invalid YAML: nested too deeply") from None
+    except OSError as e:
+        raise ConfigError(str(path), "$", f"cannot read the file: {e.strerror or e}") from None
 
 
 def parse_spec(raw: Any, source: str = "<inline>") -> SourceSpec:
