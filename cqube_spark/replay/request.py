@@ -223,6 +223,8 @@ def load_request(text: str | bytes, source: str) -> ReplayRequest:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         where = f"line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else "$"
         raise RequestError(source, where, f"invalid JSON: {getattr(e, 'msg', e)}") from None
+    except RecursionError:
+        raise RequestError(source, "$", "invalid JSON: nested too deeply") from None
     return parse_request(raw, source)
 
 
