@@ -84,6 +84,8 @@ def load_request_data(raw: Any) -> dict:
             raw = json.loads(raw)
         except json.JSONDecodeError as e:
             raise InvalidRequest(f"request_data is not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise InvalidRequest("request_data is not valid JSON (nested too deeply)") from None
     if not isinstance(raw, dict):
         raise InvalidRequest("request_data must be a JSON object")
     return raw
