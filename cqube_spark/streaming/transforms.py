@@ -7,7 +7,8 @@
   (``from_json``, PERMISSIVE: a record that does not fit keeps its text in ``_corrupt_record``). An empty string
   where an object/array is expected (``"rootOrg": ""``, common from JavaScript producers) counts as absent.
 * ``classify``: ``error_code``/``reason`` (null for a valid event). Reasons: ``empty_message``,
-  ``malformed_json`` (not a JSON object), ``schema_mismatch``, ``missing_program_id``, ``missing_user_id``,
+  ``malformed_json`` (not a JSON object), ``schema_mismatch`` (also: a ``programId``/``userId`` that is an
+  object or array, or longer than ``MAX_ID_LENGTH``), ``missing_program_id``, ``missing_user_id``,
   ``bad_created_at``, ``bad_updated_at``; several may apply (``reason`` joins them with ``; ``).
 * ``to_enrollment``: the ``program_enrollment`` columns (see the mapping in ``docs/streaming.md``) and
   ``write_ts``, the event time in microseconds used as the Cassandra write timestamp.
@@ -30,6 +31,9 @@ _EMPTY_CONTAINER = r'"(userProfile|userLocations|profileUserTypes|rootOrg)"\s*:\
 ISO_INSTANT = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
 EPOCH_MILLIS = r"^\d{12,13}$"
 MAX_REASON_VALUE = 60  # characters of an offending value quoted in a reason
+# programId/userId are the Cassandra key: longer ones are refused (Cassandra refuses keys over 64 KiB, which
+# would fail the whole micro-batch; an exhaust request cannot name an id over 512 characters anyway).
+MAX_ID_LENGTH = 512
 
 ERROR_CODES = ("empty_message", "malformed_json", "schema_mismatch", "missing_program_id", "missing_user_id",
                "bad_created_at", "bad_updated_at")
@@ -59,6 +63,19 @@ def _quoted(c: Column) -> Column:
     return F.concat(F.lit("'"), F.substring(F.trim(c), 1, MAX_REASON_VALUE), F.lit("'"))
 
 
+def _container(c: Column) -> Column:
+    """An object or array where a string is declared: ``from_json`` keeps its JSON text, which is no id."""
+    s = F.trim(c)
+    return F.when(s.startswith("{") | s.startswith("["),
+                  F.json_object_keys(s).isNotNull() | F.json_array_length(s).isNotNull()).otherwise(False)
+
+
+def _id_checks(name: str, c: Column) -> list:
+    return [("schema_mismatch", _container(c), F.lit(f"{name} is an object or array, not a string")),
+            ("schema_mismatch", F.length(clean(c)) > MAX_ID_LENGTH,
+             F.lit(f"{name} longer than {MAX_ID_LENGTH} characters"))]
+
+
 def classify(df: DataFrame) -> DataFrame:
     """+ ``created_ts``/``updated_ts`` (parsed instants), ``error_code`` and ``reason`` (null when valid)."""
     e = F.col("e")
@@ -68,6 +85,7 @@ def classify(df: DataFrame) -> DataFrame:
     malformed = e.isNull() | F.when(e[CORRUPT].isNotNull(), F.json_object_keys("raw").isNull()).otherwise(False)
     checks = [
         ("schema_mismatch", e[CORRUPT].isNotNull(), F.lit("does not match the event schema")),
+        *_id_checks("programId", e["programId"]), *_id_checks("userId", e["userId"]),
         ("missing_program_id", clean(e["programId"]).isNull(), F.lit("missing programId")),
         ("missing_user_id", clean(e["userId"]).isNull(), F.lit("missing userId")),
         ("bad_created_at", clean(e["createdAt"]).isNotNull() & created.isNull(),
