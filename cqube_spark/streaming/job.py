@@ -19,6 +19,12 @@ topic defaults to ``${CQUBE_ENV:-dev}.ml.programUsers.raw``, the brokers to ``CQ
 (``127.0.0.1:9092``), the checkpoint to ``<lake>/checkpoints/program-user-events`` and the dead letters to
 ``<lake>/dead_letter/program_user_events``. Cassandra comes from ``CQUBE_CASSANDRA_HOSTS`` (exhaust settings).
 
+Kafka going away: the run fails in bounded time (about ``kafkaTimeoutSeconds`` × (``kafkaRetries`` + 1),
+3 minutes by default) with exit 1 and ``StreamFailed: Kafka at <brokers> unreachable ...`` in
+``job_runs.error``; the running micro-batch is not committed and the next run replays it (nothing lost,
+nothing doubled). Without the bounds Spark's Kafka source retried for Kafka's defaults and reported only
+``TimeoutException: Timed out waiting for a node assignment``.
+
 One query per checkpoint: a local checkpoint is locked (``flock`` on ``<checkpoint>.lock``, released when the
 process ends, even by SIGKILL) for the query's life; a second query on it is refused with
 :class:`StreamFailed` naming the checkpoint and the holder. (S3 checkpoints have no lock: run one job.)
@@ -56,6 +62,8 @@ DEFAULTS: dict[str, Any] = {
     "writeRetries": 3,
     "retryBackoffSeconds": 2.0,
     "stopTimeoutSeconds": 120,
+    "kafkaTimeoutSeconds": 60,
+    "kafkaRetries": 2,
 }
 
 # Set by SIGTERM/SIGINT in continuous mode (or by a caller that wants the running job to stop).
@@ -95,18 +103,27 @@ def resolve(params: Mapping[str, Any], lake_root: str, env: Mapping[str, str] = 
     )
 
 
+def kafka_options(s: Settings) -> dict[str, str]:
+    """Options of the Kafka source. An unreachable broker fails the run in bounded time: each offsets lookup
+    of the driver and each fetch of an executor waits ``kafkaTimeoutSeconds``, the driver's lookup is tried
+    ``kafkaRetries`` + 1 times (Kafka/Spark defaults otherwise: 60 s, 120 s polls, 3 attempts)."""
+    timeout_ms = int(float(s["kafkaTimeoutSeconds"]) * 1000)
+    opts = {"kafka.bootstrap.servers": s.bootstrap, "subscribe": s.topic, "startingOffsets": s["startingOffsets"],
+            "failOnDataLoss": str(bool(s["failOnDataLoss"])).lower(),
+            "kafka.default.api.timeout.ms": str(timeout_ms),
+            "kafka.request.timeout.ms": str(min(timeout_ms, 30000)),  # the admin client refuses request > api
+            "kafkaConsumer.pollTimeoutMs": str(timeout_ms),
+            "fetchOffset.numRetries": str(int(s["kafkaRetries"]) + 1)}
+    if s["maxOffsetsPerTrigger"]:
+        opts["maxOffsetsPerTrigger"] = str(int(s["maxOffsetsPerTrigger"]))
+    for key, value in (s["kafkaOptions"] or {}).items():  # explicit consumer options win
+        opts[key if key.startswith("kafka.") else f"kafka.{key}"] = str(value)
+    return opts
+
+
 def kafka_stream(spark, s: Settings):
     """The Kafka source as a streaming DataFrame (key, value, topic, partition, offset, timestamp, ...)."""
-    reader = (spark.readStream.format("kafka")
-              .option("kafka.bootstrap.servers", s.bootstrap)
-              .option("subscribe", s.topic)
-              .option("startingOffsets", s["startingOffsets"])
-              .option("failOnDataLoss", str(bool(s["failOnDataLoss"])).lower()))
-    if s["maxOffsetsPerTrigger"]:
-        reader = reader.option("maxOffsetsPerTrigger", int(s["maxOffsetsPerTrigger"]))
-    for key, value in (s["kafkaOptions"] or {}).items():
-        reader = reader.option(key if key.startswith("kafka.") else f"kafka.{key}", str(value))
-    return reader.load()
+    return spark.readStream.format("kafka").options(**kafka_options(s)).load()
 
 
 @dataclass
@@ -196,12 +213,38 @@ class StreamFailed(RuntimeError):
     """The streaming query stopped with an error (offsets of the failed batch are not committed)."""
 
 
-def failure_line(e: BaseException) -> str:
+def failure_line(e: BaseException, s: Settings | None = None) -> str:
     text = str(e)
     for line in text.splitlines():
         if "WriteFailed:" in line:
             return line[line.index("WriteFailed:"):].strip()[:500]
+    if s is not None:
+        kafka = kafka_failure(text, s)
+        if kafka:
+            return kafka
     return short_reason(e)
+
+
+KAFKA_UNREACHABLE = ("TimeoutException", "Cannot fetch record for offset", "Failed to get records",
+                     "could not be established", "Timed out")
+
+
+def kafka_failure(text: str, s: Settings) -> str | None:
+    """A Kafka client error of the query as one line naming the brokers (never the consumer options)."""
+    for line in text.splitlines():
+        i = line.find("org.apache.kafka.common.errors.")
+        if i < 0:
+            i = line.find("Cannot fetch record for offset")
+        if i < 0:
+            continue
+        detail = line[i:].replace("org.apache.kafka.common.errors.", "").split(" SQLSTATE")[0].strip()[:300]
+        if any(m in detail for m in KAFKA_UNREACHABLE):
+            attempts = int(s["kafkaRetries"]) + 1
+            return (f"Kafka at {s.bootstrap} unreachable: no answer within {float(s['kafkaTimeoutSeconds']):g} s "
+                    f"({attempts} attempt(s), kafkaTimeoutSeconds/kafkaRetries); offsets of the running "
+                    f"micro-batch are not committed, the next run replays it: {detail}")
+        return f"Kafka at {s.bootstrap} failed: {detail}"
+    return None
 
 
 def short_reason(e: BaseException) -> str:
@@ -264,7 +307,7 @@ def start_with_workaround(writer, continuous: bool, s: Settings, log):
                 log.warning("query failed in Kafka source metrics after the replayed batch (SPARK-55271): "
                             "restarting it once")
                 continue
-            raise StreamFailed(failure_line(e)) from None
+            raise StreamFailed(failure_line(e, s)) from None
         finally:
             if query.isActive:  # e.g. KeyboardInterrupt in availableNow mode
                 query.stop()

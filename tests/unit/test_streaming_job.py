@@ -140,3 +140,35 @@ def test_a_second_query_on_the_same_checkpoint_is_refused_until_the_first_ends(t
         pass
     with checkpoint_lock("s3a://bucket/checkpoints/x"):  # no lock on S3 (documented)
         pass
+
+
+def test_kafka_options_bound_every_wait_for_an_unreachable_broker():
+    opts = job.kafka_options(job.resolve({"topic": "t", "maxOffsetsPerTrigger": 25}, "/lake",
+                                         env={"CQUBE_KAFKA_BOOTSTRAP": "k1:9092"}))
+    assert (opts["kafka.bootstrap.servers"], opts["subscribe"], opts["maxOffsetsPerTrigger"]) == ("k1:9092", "t", "25")
+    assert (opts["kafka.default.api.timeout.ms"], opts["kafka.request.timeout.ms"],
+            opts["kafkaConsumer.pollTimeoutMs"], opts["fetchOffset.numRetries"]) == ("60000", "30000", "60000", "3")
+    opts = job.kafka_options(job.resolve({"kafkaTimeoutSeconds": 5, "kafkaRetries": 0,
+                                          "kafkaOptions": {"request.timeout.ms": 4000}}, "/lake", env={}))
+    assert (opts["kafka.default.api.timeout.ms"], opts["kafka.request.timeout.ms"],
+            opts["kafkaConsumer.pollTimeoutMs"], opts["fetchOffset.numRetries"]) == ("5000", "4000", "5000", "1")
+    cfg = load_job_config(resolve_config_path("program-user-events"))
+    with pytest.raises(ConfigError):
+        apply_params(cfg, ["kafkaTimeoutSeconds=0"])
+
+
+def test_kafka_failures_name_the_brokers_in_one_line():
+    s = job.resolve({"kafkaTimeoutSeconds": 5, "kafkaRetries": 1}, "/lake", env={"CQUBE_KAFKA_BOOTSTRAP": "k1:9"})
+    text = ("[STREAM_FAILED] Query [id = 1, runId = 2] terminated with exception: "
+            "org.apache.kafka.common.errors.TimeoutException: Timed out waiting for a node assignment. "
+            "Call: listNodes SQLSTATE: XXKST\n  at org.apache...")
+    line = job.failure_line(Exception(text), s)
+    assert line.startswith("Kafka at k1:9 unreachable: no answer within 5 s (2 attempt(s)")
+    assert line.endswith("TimeoutException: Timed out waiting for a node assignment. Call: listNodes")
+    assert job.failure_line(Exception("x: Cannot fetch record for offset 7 in 5000 milliseconds"), s) \
+        .startswith("Kafka at k1:9 unreachable")
+    assert job.failure_line(Exception("x org.apache.kafka.common.errors.TopicAuthorizationException: "
+                                      "Not authorized to access topics: [t]"), s) == \
+        "Kafka at k1:9 failed: TopicAuthorizationException: Not authorized to access topics: [t]"
+    assert job.failure_line(Exception("WriteFailed: micro-batch 1: Cassandra write failed"), s) \
+        .startswith("WriteFailed:")
