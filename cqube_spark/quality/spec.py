@@ -104,7 +104,7 @@ def _validate(instance: Any, schema: dict, source: str) -> None:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(str(path), "$", "file not found") from None
     except yaml.YAMLError as e:
