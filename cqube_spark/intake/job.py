@@ -136,6 +136,7 @@ class Intake:
         self.emails = 0
         self.copied: list[str] = []
         self.lock = threading.Lock()
+        self.references: dict = {}      # the run's referenced silver tables (load.reference_frames)
 
     # -- emission side -------------------------------------------------------------------------------
     def rel(self, uri: str) -> str:
@@ -324,7 +325,8 @@ class Intake:
                 faults.point("intake.load")
                 if row["run_id"] != ctx.run_id:     # resumed: drop what a killed load appended for it
                     resume.forget_partial_load(ctx, spec, parts)
-                res = load_file(ctx, spec, parts, parts, meta, run_ge=run_ge, start_month=self.start_month)
+                res = load_file(ctx, spec, parts, parts, meta, run_ge=run_ge, start_month=self.start_month,
+                                references=self.references)
             except Exception as e:  # noqa: BLE001 - recorded per file, then the run fails (infrastructure)
                 row.update(status="failed", error=f"{type(e).__name__}: {e}")
                 with self.lock:

@@ -14,6 +14,7 @@ marks_above_max, invalid_latlong, weights_sum (file-level, per row of the weight
 from __future__ import annotations
 
 import re
+import threading
 from typing import Mapping
 
 from pyspark.sql import Column as SparkColumn
@@ -149,24 +150,48 @@ def parse(lines: DataFrame, spec: SourceSpec) -> DataFrame:
     return df.selectExpr("*", *typed)
 
 
-def with_references(df: DataFrame, spec: SourceSpec, refs: Mapping[str, DataFrame]) -> DataFrame:
+class Reference:
+    """A referenced column: a frame of its values (column ``v``, may carry the ``max_from`` key columns) and,
+    per type, its distinct keys, collected once (bounded by ``FK_INSET_MAX``) however many files check
+    against it. The caller keeps one per referenced table for as long as that table does not change (the
+    intake: one run, as a source loads only after the sources it references)."""
+
+    def __init__(self, frame: DataFrame):
+        self.frame = frame
+        self._keys: dict[str, list | None] = {}
+        self._lock = threading.Lock()
+
+    def values(self, type_: str, alias: str) -> DataFrame:
+        return self.frame.select(F.col("v").cast(spark_type(type_)).alias(alias)).where(F.col(alias).isNotNull())
+
+    def keys(self, type_: str) -> list | None:
+        """The distinct non-NULL values cast to ``type_``; None when there are more than ``FK_INSET_MAX``."""
+        with self._lock:
+            if type_ not in self._keys:
+                small = self.values(type_, "v").distinct().limit(FK_INSET_MAX + 1).collect()   # bounded
+                self._keys[type_] = [r[0] for r in small] if len(small) <= FK_INSET_MAX else None
+            return self._keys[type_]
+
+
+def with_references(df: DataFrame, spec: SourceSpec, refs: Mapping[str, "DataFrame | Reference"]) -> DataFrame:
     """Join the lookups the rules need: ``__fk_<i>`` (reference exists) and ``__max_<i>`` (max_from value).
 
-    ``refs`` maps ``"<source>.<column>"`` to a one-column frame of that table's values (column ``v``); a missing
-    entry means the referenced table does not exist yet and the rule is skipped (reported by the caller).
+    ``refs`` maps ``"<source>.<column>"`` to a :class:`Reference` (or a one-column frame of that table's values,
+    column ``v``); a missing entry means the referenced table does not exist yet and the rule is skipped
+    (reported by the caller).
     """
+    refs = {k: r if isinstance(r, Reference) else Reference(r) for k, r in refs.items()}
     for i, fk in enumerate(spec.foreign_keys):
         ref = refs.get(f"{fk['references']['source']}.{fk['references']['column']}")
         if ref is None or not spec.column(fk["column"]).active:
             continue
         t = spec.column(fk["column"]).type
-        values = ref.select(F.col("v").cast(spark_type(t)).alias(f"__fkv_{i}")).where(F.col(f"__fkv_{i}").isNotNull())
-        small = values.distinct().limit(FK_INSET_MAX + 1).collect()   # bounded: at most FK_INSET_MAX + 1 keys
-        if len(small) <= FK_INSET_MAX:
+        small = ref.keys(t)
+        if small is not None:
             # a hash-set lookup inside the projection: no join between the parse and the rules
-            df = df.withColumn(f"__fk_{i}", F.when(F.col(typed_name(fk["column"])).isin([r[0] for r in small]),
-                                                   F.lit(True)))
+            df = df.withColumn(f"__fk_{i}", F.when(F.col(typed_name(fk["column"])).isin(small), F.lit(True)))
             continue
+        values = ref.values(t, f"__fkv_{i}")
         right = F.broadcast(values.distinct().withColumn(f"__fk_{i}", F.lit(True)))
         df = (df.join(right, df[typed_name(fk["column"])] == right[f"__fkv_{i}"], "left").drop(f"__fkv_{i}"))
     for i, chk in enumerate(spec.checks):
@@ -177,7 +202,7 @@ def with_references(df: DataFrame, spec: SourceSpec, refs: Mapping[str, DataFram
         if ref is None:
             continue
         keys = list(mf["key"])
-        right = F.broadcast(ref.groupBy(*[F.col(k).alias(f"__mk_{i}_{j}") for j, k in enumerate(keys)])
+        right = F.broadcast(ref.frame.groupBy(*[F.col(k).alias(f"__mk_{i}_{j}") for j, k in enumerate(keys)])
                             .agg(F.max(F.col("v").cast("double")).alias(f"__max_{i}")))
         cond = [df[typed_name(k)] == right[f"__mk_{i}_{j}"] for j, k in enumerate(keys)]
         df = df.join(right, cond, "left").drop(*[f"__mk_{i}_{j}" for j in range(len(keys))])
@@ -388,6 +413,6 @@ def _chunk_sql(checks: list[tuple[str, str]]) -> str:
     return f"CASE WHEN {any_of([c for c, _ in checks])} THEN array_compact(array({each})) ELSE {_NO_VIOLATIONS} END"
 
 
-def validate(lines: DataFrame, spec: SourceSpec, refs: Mapping[str, DataFrame] | None = None) -> DataFrame:
+def validate(lines: DataFrame, spec: SourceSpec, refs: Mapping[str, "DataFrame | Reference"] | None = None) -> DataFrame:
     """parse → lookups → violations (the whole row-level validation of a batch of lines)."""
     return with_violations(with_references(parse(lines, spec), spec, refs or {}), spec)

@@ -123,6 +123,38 @@ def test_foreign_key_by_hash_set_equals_the_join(spark, monkeypatch):
     assert {r._line: r.fk for r in fk.collect()} == {2: False, 3: True, 4: False, 5: False}
 
 
+def test_a_reference_collects_its_keys_once_per_type(spark):
+    """Files of one run share a Reference: the second file's check uses the keys the first one collected."""
+    ref = rules.Reference(spark.createDataFrame([(100,), (100,), (None,)], "v long"))
+    lines = [GOOD, "1|1|5|10|20.1|74.2|999"]
+    df = spark.createDataFrame([("f", i + 2, l) for i, l in enumerate(lines)], "_file string, _line long, value string")
+    first = rules.validate(df, SPEC, {"s.v": ref})
+    assert ref.keys("long") == [100]
+    ref.frame = None                        # a second read of the table would fail now
+    second = rules.validate(df, SPEC, {"s.v": ref})
+    assert_df_equality(second, first, ignore_row_order=True, ignore_nullable=True)
+    fk = second.select("_line", F.exists("_violations", lambda x: x.rule == "unknown_foreign_key").alias("fk"))
+    assert {r._line: r.fk for r in fk.collect()} == {2: False, 3: True}
+
+
+def test_intake_reads_a_referenced_table_once_per_run_but_never_its_own(spark, tmp_path):
+    from cqube_spark.intake.load import reference_frames
+    from cqube_spark.quality.spec import parse_spec as spec_of
+
+    lake = lambda *p: str(tmp_path.joinpath(*p))                         # noqa: E731
+    spark.createDataFrame([(100, "a")], "v long, name string").write.format("delta").save(lake("silver", "s"))
+    spark.createDataFrame([(7, 1)], "id long, parent long").write.format("delta").save(lake("silver", "t"))
+    selfref = spec_of({"name": "t", "file_pattern": "^t", "delimiter": "|",
+                       "columns": [{"name": "id", "type": "long"}, {"name": "parent", "type": "long"}], "keys": ["id"],
+                       "foreign_keys": [{"column": "parent", "references": {"source": "t", "column": "id"}}]})
+    memo: dict = {}
+    refs, skipped = reference_frames(spark, lake, SPEC, memo)
+    again, _ = reference_frames(spark, lake, SPEC, memo)
+    assert skipped == [] and again["s.v"] is refs["s.v"] and list(memo) == [("s", "v", ())]
+    own, _ = reference_frames(spark, lake, selfref, memo)
+    assert "t.id" in own and list(memo) == [("s", "v", ())]
+
+
 def test_great_expectations_counts_agree_with_rule_counts(spark):
     lines = [GOOD, "x|1|5|10|20.1|74.2|100", "123456|1|5|10|20.1|74.2|100", "NULL|9|5|10|20.1|74.2|100",
              "+1|3|-1|10|20.1|74.2|100", "",
