@@ -333,21 +333,29 @@ def facts_summary(facts: dict[str, tuple[DataFrame | DayWide, list[DataFrame] | 
     """What each KPI's compute needs to know before it plans, for every KPI in ONE Spark job instead of two
     collects per KPI: ``{kpi: (fact, frames)}`` → ``{kpi: (latest date or None, lineage files)}``. ``frames``:
     the silver frames whose ``_file`` names are the lineage (None: no lineage, files None). ``latest``:
-    whether to find the latest dates (no ``--as-of``)."""
-    parts = []
+    whether to find the latest dates (no ``--as-of``). A frame several KPIs read (the job opens each silver
+    table once; the coverage KPI reads every school-level source) has its ``_file`` names found once."""
+    parts, shared = [], {}
     for name, (fact, frames) in facts.items():
         if latest:
             parts.append(latest_frame(fact).select(F.lit(name).alias("kpi"), F.lit("d").alias("kind"),
                                                    F.col("d").cast("string").alias("value")))
-        lin = lineage_frame(frames) if frames is not None else None
-        if lin is not None:
-            parts.append(lin.select(F.lit(name).alias("kpi"), F.lit("f").alias("kind"), F.col("_file").alias("value")))
+        for f in frames or []:
+            if "_file" in f.columns and id(f) not in shared:
+                shared[id(f)] = (f"#{len(shared)}", f)
+    for tag, f in shared.values():
+        lin = lineage_frame([f])
+        parts.append(lin.select(F.lit(tag).alias("kpi"), F.lit("f").alias("kind"), F.col("_file").alias("value")))
     rows = reduce(lambda a, b: a.unionByName(b), parts).collect() if parts else []
+    files_of: dict[str, set] = {}
+    for r in rows:
+        if r["kind"] == "f":
+            files_of.setdefault(r["kpi"], set()).add(r["value"])
     out: dict[str, tuple[dt.date | None, list[str] | None]] = {}
     for name, (_fact, frames) in facts.items():
-        got = [r for r in rows if r["kpi"] == name]
-        d = next((r["value"] for r in got if r["kind"] == "d"), None)
-        files = None if frames is None else sorted(r["value"] for r in got if r["kind"] == "f")
+        d = next((r["value"] for r in rows if r["kpi"] == name and r["kind"] == "d"), None)
+        files = None if frames is None else sorted(set().union(*[files_of.get(shared[id(f)][0], set())
+                                                                 for f in frames if id(f) in shared]))
         out[name] = (dt.date.fromisoformat(d) if d else None, files)
     return out
 
