@@ -335,17 +335,16 @@ def facts_summary(facts: dict[str, tuple[DataFrame | DayWide, list[DataFrame] | 
     the silver frames whose ``_file`` names are the lineage (None: no lineage, files None). ``latest``:
     whether to find the latest dates (no ``--as-of``). A frame several KPIs read (the job opens each silver
     table once; the coverage KPI reads every school-level source) has its ``_file`` names found once."""
-    parts, shared = [], {}
+    parts, tag_of = [], {}       # id(frame) → its tag in the union (each frame once)
     for name, (fact, frames) in facts.items():
         if latest:
             parts.append(latest_frame(fact).select(F.lit(name).alias("kpi"), F.lit("d").alias("kind"),
                                                    F.col("d").cast("string").alias("value")))
         for f in frames or []:
-            if "_file" in f.columns and id(f) not in shared:
-                shared[id(f)] = (f"#{len(shared)}", f)
-    for tag, f in shared.values():
-        lin = lineage_frame([f])
-        parts.append(lin.select(F.lit(tag).alias("kpi"), F.lit("f").alias("kind"), F.col("_file").alias("value")))
+            if "_file" in f.columns and id(f) not in tag_of:
+                tag_of[id(f)] = tag = f"#{len(tag_of)}"
+                parts.append(lineage_frame([f]).select(F.lit(tag).alias("kpi"), F.lit("f").alias("kind"),
+                                                       F.col("_file").alias("value")))
     rows = reduce(lambda a, b: a.unionByName(b), parts).collect() if parts else []
     files_of: dict[str, set] = {}
     for r in rows:
@@ -354,8 +353,7 @@ def facts_summary(facts: dict[str, tuple[DataFrame | DayWide, list[DataFrame] | 
     out: dict[str, tuple[dt.date | None, list[str] | None]] = {}
     for name, (_fact, frames) in facts.items():
         d = next((r["value"] for r in rows if r["kpi"] == name and r["kind"] == "d"), None)
-        files = None if frames is None else sorted(set().union(*[files_of.get(shared[id(f)][0], set())
-                                                                 for f in frames if id(f) in shared]))
+        files = None if frames is None else sorted({v for f in frames for v in files_of.get(tag_of.get(id(f)), ())})
         out[name] = (dt.date.fromisoformat(d) if d else None, files)
     return out
 

@@ -413,6 +413,7 @@ def _chunk_sql(checks: list[tuple[str, str]]) -> str:
     return f"CASE WHEN {any_of([c for c, _ in checks])} THEN array_compact(array({each})) ELSE {_NO_VIOLATIONS} END"
 
 
-def validate(lines: DataFrame, spec: SourceSpec, refs: Mapping[str, "DataFrame | Reference"] | None = None) -> DataFrame:
+def validate(lines: DataFrame, spec: SourceSpec,
+             refs: Mapping[str, "DataFrame | Reference"] | None = None) -> DataFrame:
     """parse → lookups → violations (the whole row-level validation of a batch of lines)."""
     return with_violations(with_references(parse(lines, spec), spec, refs or {}), spec)
