@@ -1,7 +1,7 @@
 """Session builder: settings derived from spark-defaults.conf and the environment; a real Delta session."""
 from chispa import assert_df_equality
 
-from cqube_spark.session import driver_java_options, resolve_jars, s3a_conf, session_conf
+from cqube_spark.session import JIT_OPTIONS, driver_java_options, resolve_jars, s3a_conf, session_conf
 
 
 def test_s3a_from_environment_with_static_credentials():
@@ -47,6 +47,8 @@ def test_driver_maps_the_class_archive_only_when_it_exists(tmp_path):
     opts = driver_java_options({}, archive).split()
     assert f"-XX:SharedArchiveFile={archive}" in opts and "-Xshare:auto" in opts   # never -Xshare:on
     assert any(o.startswith("-Dlog4j2.configurationFile=") for o in opts)
+    assert "-XX:+UseParallelGC" in opts and "-XX:InlineSmallCode=1000" in opts
+    assert not set(JIT_OPTIONS) & set(driver_java_options({"CQUBE_JVM_TUNING": "0"}, archive).split())
     assert "SharedArchiveFile" not in driver_java_options({"CQUBE_JVM_ARCHIVE": "0"}, archive)
     dump = driver_java_options({"CQUBE_JVM_ARCHIVE_DUMP": "/x/new.jsa"}, archive).split()
     assert "-XX:ArchiveClassesAtExit=/x/new.jsa" in dump and not any("SharedArchiveFile" in o for o in dump)
@@ -70,6 +72,8 @@ def test_submit_command_passes_the_driver_options(tmp_path, monkeypatch):
     opts = cmd[cmd.index("--driver-java-options") + 1].split()
     assert f"-XX:SharedArchiveFile={archive}" in opts and "-Xshare:auto" in opts
     assert any(o.startswith("-Dlog4j2.configurationFile=") for o in opts)
+    assert "-XX:+UseParallelGC" in opts and "-XX:InlineSmallCode=1000" in opts
+    assert not set(JIT_OPTIONS) & set(driver_java_options({"CQUBE_JVM_TUNING": "0"}, archive).split())
 
 
 def test_resolve_jars_expands_globs_relative_to_root(tmp_path):
