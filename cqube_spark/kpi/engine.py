@@ -346,13 +346,15 @@ def facts_summary(facts: dict[str, tuple[DataFrame | DayWide, list[DataFrame] | 
                 parts.append(lineage_frame([f]).select(F.lit(tag).alias("kpi"), F.lit("f").alias("kind"),
                                                        F.col("_file").alias("value")))
     rows = reduce(lambda a, b: a.unionByName(b), parts).collect() if parts else []
-    files_of: dict[str, set] = {}
+    dates, files_of = {}, {}     # kpi → its latest date; tag → the frame's file names
     for r in rows:
-        if r["kind"] == "f":
+        if r["kind"] == "d":
+            dates[r["kpi"]] = r["value"]
+        else:
             files_of.setdefault(r["kpi"], set()).add(r["value"])
     out: dict[str, tuple[dt.date | None, list[str] | None]] = {}
     for name, (_fact, frames) in facts.items():
-        d = next((r["value"] for r in rows if r["kpi"] == name and r["kind"] == "d"), None)
+        d = dates.get(name)
         files = None if frames is None else sorted({v for f in frames for v in files_of.get(tag_of.get(id(f)), ())})
         out[name] = (dt.date.fromisoformat(d) if d else None, files)
     return out
