@@ -2,7 +2,9 @@
 when another run holds the job's lock (``runlock``: nothing was done, status ``LOCKED``).
 
 Models are dispatched by the config's ``model`` name (the Sunbird data-products idea): each entry of
-``MODELS`` names a module with ``run(ctx: JobContext) -> dict`` returning counters (``rows`` at least).
+``MODELS`` names a module with ``run(ctx: JobContext) -> dict`` returning counters (``rows`` at least), and
+optionally ``warm_up(ctx)``: Python-side preparation the run will need (e.g. importing Great Expectations,
+~6 s), started in a thread while the Spark session starts, when the Python process would otherwise wait.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import contextlib
 import datetime as dt
 import importlib
 import os
+import threading
 import time
 import traceback
 import uuid
@@ -146,6 +149,25 @@ def _record_run(spark, ctx: JobContext, row: dict) -> None:
      .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
 
+def start_warm_up(module, ctx: JobContext) -> threading.Thread | None:
+    """Run the model's ``warm_up(ctx)`` (if it has one) in a daemon thread, beside the session's start. A
+    failure there is only logged: whatever it prepared is prepared again, and fails visibly, where it is used."""
+    warm_up = getattr(module, "warm_up", None)
+    if warm_up is None:
+        return None
+    import pyspark.sql  # noqa: F401 - the session's imports are done here, not raced by the warm-up's
+
+    def target():
+        try:
+            warm_up(ctx)
+        except Exception as e:  # noqa: BLE001 - see the docstring
+            ctx.log.warning("warm-up failed", error=f"{type(e).__name__}: {e}")
+
+    thread = threading.Thread(target=target, name="cqube-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_job(name_or_path: str, as_of: str | None = None, params: list[str] | None = None,
             run_id: str | None = None) -> int:
     """Run one job to completion; returns the process exit code (never raises for job errors)."""
@@ -196,6 +218,7 @@ def _run(ctx: JobContext, cfg: JobConfig, module, as_of_date, log) -> int:
             "started_at": started, "ended_at": None, "duration_s": None, "rows": None,
             "counters": None, "error": None}
     log.info("job start", model=cfg.model, config=cfg.source, as_of=str(as_of_date or ""))
+    start_warm_up(module, ctx)
     record_run(ctx.spark, ctx, {**base, "status": "RUNNING"})
     progress.stage(cfg.model)
     try:

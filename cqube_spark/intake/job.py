@@ -420,6 +420,14 @@ def _sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+def warm_up(ctx) -> None:
+    """Before the session is up (runner): Great Expectations imported, unless the run skips it."""
+    if ctx.params.get("greatExpectations", True):
+        from cqube_spark.quality import expectations
+
+        expectations.warm_up()
+
+
 def run(ctx) -> dict:
     try:
         intake = Intake(ctx)

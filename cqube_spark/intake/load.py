@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from cqube_spark import faults
 from cqube_spark.quality import dedupe, expectations, rules
-from cqube_spark.quality.rules import RAW, VIOLATIONS, ident, safe_name, sql_lit, typed_name
+from cqube_spark.quality.rules import RAW, RULE_NAMES, VIOLATIONS, ident, safe_name, sql_lit, typed_name
 from cqube_spark.quality.spec import SourceSpec
 from cqube_spark.sources import attendance, exams
 
@@ -225,6 +225,36 @@ def reference_frames(spark, lake, spec: SourceSpec, memo: dict | None = None
     return refs, skipped
 
 
+def file_counts(v: DataFrame, spec: SourceSpec) -> dict:
+    """A file's counts from its validated frame in one Spark job: rows, invalid rows, NULLs per active column
+    (structurally sound rows), violations and first violations by rule, and whether a valid row repeats a
+    key (``count(DISTINCT key)`` < valid rows; NULL key parts compare equal, as in the dedupe's grouping).
+    Before, the violations by rule and the repeated keys were a Spark job each for every file."""
+    active = [safe_name(c.name) for c in spec.active_columns]
+    sound = f"NOT exists({VIOLATIONS}, x -> x.rule IN ({', '.join(map(sql_lit, STRUCTURAL))}))"
+    broken = f"size({VIOLATIONS}) > 0"
+    keys = ", ".join(ident(typed_name(k)) for k in spec.keys)
+    aggs = ["count(1) AS total", f"sum(CASE WHEN {broken} THEN 1 ELSE 0 END) AS invalid",
+            f"sum(CASE WHEN {broken} THEN size({VIOLATIONS}) ELSE 0 END) AS violations",
+            f"count(DISTINCT CASE WHEN NOT ({broken}) THEN struct({keys}) END) AS valid_keys"]
+    aggs += [f"sum(CASE WHEN {ident(c)} IS NULL AND __sound THEN 1 ELSE 0 END) AS null__{i}"
+             for i, c in enumerate(active)]
+    for i, rule in enumerate(RULE_NAMES):
+        aggs += [f"sum(CASE WHEN {broken} THEN size(filter({VIOLATIONS}, x -> x.rule = {sql_lit(rule)})) END)"
+                 f" AS rule__{i}",
+                 f"sum(CASE WHEN {VIOLATIONS}[0].rule = {sql_lit(rule)} THEN 1 END) AS first__{i}"]
+    agg = v.selectExpr("*", f"{sound} AS __sound").selectExpr(*aggs).collect()[0]
+    total, invalid = int(agg["total"]), int(agg["invalid"] or 0)
+    by_rule = {r: int(agg[f"rule__{i}"]) for i, r in enumerate(RULE_NAMES) if agg[f"rule__{i}"]}
+    if sum(by_rule.values()) != int(agg["violations"] or 0):
+        raise RuntimeError(f"{spec.name}: a violation names a rule outside rules.RULE_NAMES")
+    return {"total": total, "invalid": invalid,
+            "nulls": {spec.active_columns[i].name: int(agg[f"null__{i}"] or 0) for i in range(len(active))},
+            "violations_by_rule": by_rule,
+            "by_rule_rows": {r: int(agg[f"first__{i}"]) for i, r in enumerate(RULE_NAMES) if agg[f"first__{i}"]},
+            "repeated_keys": int(agg["valid_keys"]) < total - invalid}
+
+
 def load_file(ctx, spec: SourceSpec, parts_uri: str, file_label: str, meta: dict,
               run_ge: bool = True, start_month: int = 6, references: dict | None = None) -> FileResult:
     """Validate and load one file. ``meta``: tracker fields to copy into the summary (sha256, member...).
@@ -268,25 +298,10 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
     steps.done("bronze")
     faults.point("intake.after_bronze")
 
-    # 2. per-file counts in one aggregation (rows, blank lines, nulls per column) + violations by rule
-    active = [safe_name(c.name) for c in spec.active_columns]
-    sound = f"NOT exists({VIOLATIONS}, x -> x.rule IN ({', '.join(map(sql_lit, STRUCTURAL))}))"
-    aggs = ["count(1) AS total", f"sum(CASE WHEN size({VIOLATIONS}) > 0 THEN 1 ELSE 0 END) AS invalid"]
-    aggs += [f"sum(CASE WHEN {ident(c)} IS NULL AND __sound THEN 1 ELSE 0 END) AS null__{i}"
-             for i, c in enumerate(active)]
-    agg = v.selectExpr("*", f"{sound} AS __sound").selectExpr(*aggs).collect()[0]
-    total, invalid = int(agg["total"]), int(agg["invalid"] or 0)
-    nulls = {spec.active_columns[i].name: int(agg[f"null__{i}"] or 0) for i in range(len(active))}
-    by_rule_rows = {}
-    if invalid:
-        vr = (v.where(F.size(VIOLATIONS) > 0).select(F.posexplode(VIOLATIONS).alias("pos", "viol"))
-              .groupBy(F.col("viol.rule").alias("rule"))
-              .agg(F.count(F.lit(1)).alias("n"), F.sum(F.when(F.col("pos") == 0, 1).otherwise(0)).alias("primary"))
-              .collect())
-        violations_by_rule = {r.rule: int(r.n) for r in vr}
-        by_rule_rows = {r.rule: int(r.primary) for r in vr if r.primary}
-    else:
-        violations_by_rule = {}
+    # 2. per-file counts, violations by rule and whether a valid row repeats a key, in ONE aggregation
+    counts = file_counts(v, spec)
+    total, invalid, nulls = counts["total"], counts["invalid"], counts["nulls"]
+    violations_by_rule, by_rule_rows = counts["violations_by_rule"], counts["by_rule_rows"]
     steps.done("counts")
 
     # 3. Great Expectations on the structurally sound rows (typed frame, cached above)
@@ -300,10 +315,11 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
 
     # 4. dedupe the valid rows, quarantine rejected + conflicting rows
     valid = v.where(F.size(VIOLATIONS) == 0)
-    dup_keys = dedupe.duplicate_keys(valid, spec).persist(StorageLevel.MEMORY_AND_DISK)
-    d = None
+    dup_keys, d, n_dup_keys = None, None, 0
     try:
-        n_dup_keys = dup_keys.count()
+        if counts["repeated_keys"]:     # only then are the repeated keys found (and their rows ranked)
+            dup_keys = dedupe.duplicate_keys(valid, spec).persist(StorageLevel.MEMORY_AND_DISK)
+            n_dup_keys = dup_keys.count()
         d = dedupe.mark_duplicates(valid, spec, dup_keys, n_dup_keys)
         if n_dup_keys or any(c["rule"] == "unique_value_per_key" for c in spec.checks):
             d = d.persist(StorageLevel.MEMORY_AND_DISK)
@@ -354,9 +370,9 @@ def _load_cached(ctx, spec, v, raw_names, file_label, meta, started, skipped, ru
         if merged["inserted"] is None:
             merged["inserted"] = processed
     finally:
-        if d is not None:
-            d.unpersist()
-        dup_keys.unpersist()
+        for frame in (d, dup_keys):
+            if frame is not None:
+                frame.unpersist()
     ended = dt.datetime.now()
     summary = {
         "source": spec.name, "file": file_label, "run_id": run_id, **meta,

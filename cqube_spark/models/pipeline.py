@@ -11,6 +11,7 @@ the pipeline (later stages do not run on half-made inputs). Each stage also runs
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import sys
@@ -30,16 +31,21 @@ def _config_path(p: str) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
-def stage_context(ctx, stage: str):
+def stage_config(ctx, stage: str):
     """The stage's own job config (validated), with ``stageParams.<stage>`` applied like ``--param``s."""
-    from cqube_spark.runner import JobContext
-
     cfg = load_job_config(_config_path(ctx.params.get(stage, f"configs/jobs/{stage}.json")))
     overrides = (ctx.params.get("stageParams") or {}).get(stage) or {}
     if overrides:
         cfg = apply_params(cfg, [f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items())])
-    return JobContext(config=cfg, run_id=ctx.run_id, as_of=ctx.as_of, log=ctx.log, roots=ctx.roots,
-                      store=ctx.store, _spark=ctx.spark)
+    return cfg
+
+
+def stage_context(ctx, stage: str):
+    """The stage's context: its own config under the pipeline's run id, roots, log and session."""
+    from cqube_spark.runner import JobContext
+
+    return JobContext(config=stage_config(ctx, stage), run_id=ctx.run_id, as_of=ctx.as_of, log=ctx.log,
+                      roots=ctx.roots, store=ctx.store, _spark=ctx.spark)
 
 
 def quarantined_by_rule(ctx) -> dict[str, int]:
@@ -97,6 +103,15 @@ def summary_lines(run_id: str, results: dict, timings: dict, rules: dict, roots:
     out.append(f"    {storage.join(roots.get('lake', ''), 'gold')}/<kpi>   (Delta tables, all levels and periods)")
     out.append(f"    {storage.join(roots.get('lake', ''), 'quarantine')}/<source>   (rejected rows, with rule and reason)")
     return out
+
+
+def warm_up(ctx) -> None:
+    """The first stage's warm-up (runner), with that stage's own config."""
+    stages = list(ctx.params.get("stages", ["intake", "kpis", "publish", "report"]))
+    if stages:
+        module = importlib.import_module(STAGE_MODULES[stages[0]])
+        if hasattr(module, "warm_up"):     # a context without a session: the runner is starting it meanwhile
+            module.warm_up(dataclasses.replace(ctx, config=stage_config(ctx, stages[0])))
 
 
 def run(ctx) -> dict:

@@ -155,7 +155,12 @@ def test_intake_reads_a_referenced_table_once_per_run_but_never_its_own(spark, t
     assert "t.id" in own and list(memo) == [("s", "v", ())]
 
 
-def test_great_expectations_counts_agree_with_rule_counts(spark):
+@pytest.mark.parametrize("wide", [False, True], ids=["sum_per_check", "broken_indexes"])
+def test_great_expectations_counts_agree_with_rule_counts(spark, monkeypatch, wide):
+    """Both ways of counting a suite's breaks (a sum per check; for suites of hundreds of checks, the indexes
+    of the checks each row breaks) give the rule engine's counts."""
+    if wide:
+        monkeypatch.setattr(expectations, "WIDE_SUITE_CHECKS", 0)
     lines = [GOOD, "x|1|5|10|20.1|74.2|100", "123456|1|5|10|20.1|74.2|100", "NULL|9|5|10|20.1|74.2|100",
              "+1|3|-1|10|20.1|74.2|100", "",
              "7|1|50|10|20.1|74.2|100", "8|1|5|10|50.0|74.2|100"]       # marks above max, lat outside India
@@ -207,3 +212,31 @@ def test_sat_same_student_exam_question_with_different_marks_is_a_conflict(spark
     expected = spark.createDataFrame([(2, "conflict"), (3, "conflict"), (4, "keep"), (5, "keep")],
                                      "_line long, _dup string")
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+@pytest.mark.parametrize("lines,repeated", [
+    ([GOOD, "2|2|5|10|20.1|74.2|100", "x|1|5|10|20.1|74.2|100"], False),
+    ([GOOD, "1|2|5|10|20.1|74.2|100", "x|1|5|10|20.1|74.2|100"], True),       # key 1 twice among valid rows
+    ([GOOD, "1|1|5|10|20.1|74.2|NULL|x", "", "1|3|5|10|20.1|74.2|100"], False),  # repeats only in broken rows
+])
+def test_file_counts_in_one_aggregation(spark, lines, repeated):
+    """A file's counts, violations by rule (all, and first per row) and whether a valid row repeats a key,
+    as the rows' own violations and keys say."""
+    from cqube_spark.intake.load import file_counts, loading_conf
+
+    with loading_conf(spark):
+        v = _validate(spark, lines).cache()
+        got = file_counts(v, SPEC)
+    rows = v.collect()
+    every, first = {}, {}
+    for r in rows:
+        for i, x in enumerate(r._violations):
+            every[x.rule] = every.get(x.rule, 0) + 1
+            if i == 0:
+                first[x.rule] = first.get(x.rule, 0) + 1
+    valid_keys = [r["__t_id"] for r in rows if not r._violations]
+    assert got["total"] == len(lines) and got["invalid"] == sum(1 for r in rows if r._violations)
+    assert got["violations_by_rule"] == every and got["by_rule_rows"] == first and every
+    assert got["repeated_keys"] is repeated is (len(valid_keys) != len(set(valid_keys)))
+    assert got["nulls"]["id"] == sum(1 for r in rows if r["id"] is None
+                                     and not {x.rule for x in r._violations} & {"blank_line", "column_count"})
