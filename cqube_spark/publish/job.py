@@ -126,12 +126,15 @@ def _order_key(columns: list[str]):
 
 def sorted_rows(df, order: list[str], max_rows: int = COLLECT_MAX_ROWS):
     """The rows of ``df`` as dicts in ``orderBy(*order)`` order: one collect when ``df`` has at most
-    ``max_rows`` rows (a bounded fetch, so a big table is never held whole), else streamed from Spark."""
-    head = df.coalesce(1).limit(max_rows + 1).collect()
+    ``max_rows`` rows (a bounded fetch, so a big table is never held whole), else streamed from Spark. The
+    collected rows are sorted by Spark in their one partition (no sampling job): sorting the demo's 121k SAT
+    rows in Python took 6.5-13.6 s of the driver's one Python thread, in the JVM 4.9-5.2 s with the fetch."""
+    keys = [F.col(c).asc_nulls_first() for c in order]
+    head = df.coalesce(1).sortWithinPartitions(*keys).limit(max_rows + 1).collect()
     if len(head) <= max_rows:
-        return sorted((r.asDict() for r in head), key=_order_key(order))
+        return [r.asDict() for r in head]
     del head
-    it = df.orderBy(*[F.col(c).asc_nulls_first() for c in order]).toLocalIterator(prefetchPartitions=True)
+    it = df.orderBy(*keys).toLocalIterator(prefetchPartitions=True)
     return (r.asDict() for r in it)
 
 

@@ -28,10 +28,6 @@ INDIA_LON = (68.0, 98.0)
 # C0 controls except TAB? No: TAB is not a valid character in these delimited files either. Keep LF/CR
 # out (they cannot appear inside a line), flag DEL and U+FFFD (bytes that were not valid UTF-8).
 CONTROL_CHARS = "[\\x00-\\x09\\x0B\\x0C\\x0E-\\x1F\\x7F\\uFFFD]"
-# every rule a row's ``_violations`` can name (the module docstring's list, in that order)
-RULE_NAMES = ("column_count", "blank_line", "control_characters", "mandatory_missing", "type_mismatch", "max_length",
-              "pattern_mismatch", "out_of_domain", "unknown_foreign_key", "marks_above_max", "invalid_latlong",
-              "weights_sum")
 TYPED_PREFIX = "__t_"
 VIOLATIONS = "_violations"
 RAW = "_raw"
