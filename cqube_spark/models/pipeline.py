@@ -105,9 +105,13 @@ def summary_lines(run_id: str, results: dict, timings: dict, rules: dict, roots:
     return out
 
 
+def stages_of(ctx) -> list[str]:
+    return list(ctx.params.get("stages", list(STAGE_MODULES)))
+
+
 def warm_up(ctx) -> None:
     """The first stage's warm-up (runner), with that stage's own config."""
-    stages = list(ctx.params.get("stages", ["intake", "kpis", "publish", "report"]))
+    stages = stages_of(ctx)
     if stages:
         module = importlib.import_module(STAGE_MODULES[stages[0]])
         if hasattr(module, "warm_up"):     # a context without a session: the runner is starting it meanwhile
@@ -115,7 +119,7 @@ def warm_up(ctx) -> None:
 
 
 def run(ctx) -> dict:
-    stages = list(ctx.params.get("stages", ["intake", "kpis", "publish", "report"]))
+    stages = stages_of(ctx)
     results: dict[str, dict] = {}
     timings: dict[str, float] = {}
     contexts = {stage: stage_context(ctx, stage) for stage in stages}   # every stage's config checked before any runs

@@ -153,8 +153,8 @@ def rule_breaks(df, checks: list[dict]) -> list[int]:
         chunks.append(f"CASE WHEN {any_of(part)} THEN array_compact(array({hits})) END")
     none = "CAST(array() AS array<int>)"
     indexes = f"concat(array(-1), {', '.join(f'coalesce({c}, {none})' for c in chunks)})"
-    found = {int(r["i"]): int(r["n"]) for r in
-             df.selectExpr(f"explode({indexes}) AS i").groupBy("i").agg({"*": "count"}).toDF("i", "n").collect()}
+    rows = df.selectExpr(f"explode({indexes}) AS i").groupBy("i").count().collect()     # ≤ checks + 1 rows
+    found = {int(r["i"]): int(r["count"]) for r in rows}
     return [found.get(-1, 0)] + [found.get(i, 0) for i in range(len(broken))]
 
 
