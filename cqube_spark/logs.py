@@ -19,7 +19,10 @@ import sys
 import time
 
 _SECRET_VALUES: set[str] = set()
-_SECRET_KEY = re.compile(r"(pass(word)?|secret|token|key|credential|dsn)", re.I)
+# field names whose values are masked whatever they hold; "key" only as a whole name or a key of a cipher or
+# service (an ``unknown_foreign_key`` count or ``repeated_keys`` flag is not a secret)
+_SECRET_KEY = re.compile(r"(pass(word)?|secret|token|credential|dsn|^key$|"
+                         r"(api|access|private|pii|zip|encryption|signing)[_-]?key)", re.I)
 
 
 # environment variables whose values are secrets wherever they appear (ids, hosts, ports, users are not)

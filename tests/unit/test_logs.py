@@ -46,6 +46,17 @@ def test_a_log_line_never_carries_a_registered_secret(capsys):
     logging.getLogger("cqube.test.logs").handlers.clear()
 
 
+def test_secret_named_fields_are_masked_and_rule_and_key_counts_are_not(capsys):
+    logs.get_logger("r1", name="cqube.test.fields").info(
+        "counts", quarantined_by_rule={"unknown_foreign_key": 3, "type_mismatch": 1}, repeated_keys=True,
+        api_key="a1", pii_key="p1", key="k1", access_key="s1", token="t1")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["quarantined_by_rule"] == {"unknown_foreign_key": 3, "type_mismatch": 1}
+    assert line["repeated_keys"] is True
+    assert [line[k] for k in ("api_key", "pii_key", "key", "access_key", "token")] == ["***"] * 5
+    logging.getLogger("cqube.test.fields").handlers.clear()
+
+
 def test_config_errors_never_show_a_substituted_value():
     raw = {"model": "program-user-exhaust", "modelParams": {"maxIterations": "${MY_ITER}", "label_mapping": {},
                                                             "order_of_csv_column": []}}
