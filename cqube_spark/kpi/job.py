@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 from pyspark import StorageLevel
-from pyspark.sql import functions as F
+from pyspark.sql import Observation, functions as F
 
 from cqube_spark import progress
 from cqube_spark.config import ConfigError
@@ -58,13 +58,12 @@ def delta_reader(spark, lake):
 
 
 def write_gold(df, path: str) -> int:
-    """Overwrite a gold table; returns the rows written (from the Delta commit's metrics, no extra scan)."""
-    from delta.tables import DeltaTable
-
-    (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path))
-    hist = DeltaTable.forPath(df.sparkSession, path).history(1).select("operationMetrics").collect()
-    metrics = hist[0].operationMetrics if hist else {}
-    return int((metrics or {}).get("numOutputRows", 0) or 0)
+    """Overwrite a gold table; returns the rows written, counted by the write itself (an observed metric: no
+    extra scan, and no read of the table's history after the commit, which cost 0.3-1.8 s a table)."""
+    written = Observation()
+    (df.observe(written, F.count(F.lit(1)).alias("rows")).write.format("delta").mode("overwrite")
+     .option("overwriteSchema", "true").save(path))
+    return int(written.get["rows"])
 
 
 def _project(p: str | None, default: Path) -> Path:
