@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import reduce
 from pathlib import Path
 
@@ -138,15 +139,19 @@ def sorted_rows(df, order: list[str], max_rows: int = COLLECT_MAX_ROWS):
     return (r.asDict() for r in it)
 
 
-def publish_kpi(spark, spec: KpiSpec, gold, stager: Stager, formats: list[str],
-                max_rows: int = COLLECT_MAX_ROWS) -> dict:
-    bd_of = {b.name: b.columns for b in spec.breakdowns}
-    dec = decimals(spec)
+def kpi_rows(spec: KpiSpec, gold, max_rows: int = COLLECT_MAX_ROWS):
+    """A gold table's published columns, in file order (:func:`sorted_rows`)."""
     parent_cols = [f"{lv}_{k}" for lv in LEVELS[1:] for k in ("id", "name")]
     cols = ["level", "id", "name", *[c for c in parent_cols if c in gold.columns], "lat", "lng",
             "period_type", "period", "breakdown", *spec.breakdown_columns, *spec.outputs, "as_of"]
     order = ["period_type", "period", "breakdown", "level", "id", *spec.breakdown_columns]
-    rows = sorted_rows(gold.select(*cols), order, max_rows)
+    return sorted_rows(gold.select(*cols), order, max_rows)
+
+
+def publish_kpi(spec: KpiSpec, rows, stager: Stager, formats: list[str]) -> dict:
+    """Render one KPI's rows (from :func:`kpi_rows`) into its files, one per period, breakdown and level."""
+    bd_of = {b.name: b.columns for b in spec.breakdowns}
+    dec = decimals(spec)
     stats = {"files": 0, "rows": 0}
     key, recs, as_of = None, [], None
 
@@ -253,16 +258,26 @@ def run(ctx) -> dict:
     stager = Stager(ctx.store, output, ctx.run_id)
     published: dict[str, dict] = {}
     kpi_meta: dict[str, dict] = {}
+    tables = []
     for spec in specs:
         g = gold(spec.name)
         if g is None:
             ctx.log.info("publish skipped", kpi=spec.name, reason="no gold table")
-            continue
-        published[spec.name] = publish_kpi(spark, spec, g, stager, formats)
-        kpi_meta[spec.name] = {"description": spec.description, "levels": list(spec.rollup_levels),
-                               "measures": list(spec.outputs), "breakdowns": [b.name for b in spec.breakdowns],
-                               "notes": list(spec.notes)}
-        ctx.log.info("published", kpi=spec.name, **published[spec.name])
+        else:
+            tables.append((spec, g))
+    # the next KPI's rows are fetched (a Spark sort and collect) while this one's files are rendered in
+    # Python; at most two tables' rows are held at a time
+    with ThreadPoolExecutor(1, thread_name_prefix="publish-fetch") as pool:
+        fetch = pool.submit(kpi_rows, *tables[0]) if tables else None
+        for i, (spec, _g) in enumerate(tables):
+            rows = fetch.result()
+            fetch = pool.submit(kpi_rows, *tables[i + 1]) if i + 1 < len(tables) else None
+            published[spec.name] = publish_kpi(spec, rows, stager, formats)
+            del rows
+            kpi_meta[spec.name] = {"description": spec.description, "levels": list(spec.rollup_levels),
+                                   "measures": list(spec.outputs), "breakdowns": [b.name for b in spec.breakdowns],
+                                   "notes": list(spec.notes)}
+            ctx.log.info("published", kpi=spec.name, **published[spec.name])
     ref_files = publish_reference(spark, gold, stager, formats)
     generated = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     files = sorted(stager.files, key=lambda f: f["path"])
