@@ -31,11 +31,11 @@ from cqube_spark import academic_year, faults, progress, runlock, storage
 from cqube_spark.config import ConfigError
 from cqube_spark.intake import ONE_TIME
 from cqube_spark.intake import cleanup as cleanup_mod
-from cqube_spark.intake import fingerprint, manifest, notify, resume, zipsafe
+from cqube_spark.intake import fingerprint, manifest, notify, resume, schedule, zipsafe
 from cqube_spark.intake.load import load_file, loading_conf
 from cqube_spark.intake.tracker import FileTracker, new_row
 from cqube_spark.quality import summary as summary_mod
-from cqube_spark.quality.spec import SourceSpec, load_generations, load_specs, load_state
+from cqube_spark.quality.spec import SourceSpec, load_order, load_specs, load_state
 from cqube_spark.session import PROJECT_ROOT
 
 REJECTED = "_rejected"
@@ -371,26 +371,30 @@ class Intake:
         threads = max(1, int(ctx.params.get("sourceThreads", 2)))
         self.files_done, self.files_total = 0, sum(len(v) for v in accepted.values())
         progress.step(f"0 of {self.files_total} files loaded")
+        order = load_order(self.specs)      # also refuses a reference cycle
         with loading_conf(ctx.spark), ThreadPoolExecutor(threads, thread_name_prefix="intake") as pool:
-            # a generation's sources reference only earlier generations: they load side by side (each
-            # source's files in order), so one source's Spark jobs run while another's are being planned
-            for generation in load_generations(self.specs):
-                jobs = [pool.submit(self.load_source, name, accepted[name], run_ge)
-                        for name in generation if accepted.get(name)]
-                for job in jobs:
-                    for row, res in job.result():
-                        s = res.summary
-                        row.update(status="loaded", loaded_rows=s["processed_rows"],
-                                   quarantined_rows=s["quarantined_rows"], duplicate_rows=s["duplicates_identical"],
-                                   overlap_ignored=s["overlap_ignored"], error=None)
-                        summaries.append(s)
-                        if res.validation:
-                            validations.append(res.validation)
-                        counters["files"] += 1
-                        counters["rows"] += s["processed_rows"]
-                        counters["quarantined"] += s["quarantined_rows"]
-                        counters["duplicates"] += s["duplicates_identical"]
-                        counters["overlap_ignored"] += s["overlap_ignored"]
+            # sources load side by side (each source's files in order), each once the sources it references
+            # are in, the longest chain first (schedule.py): one source's Spark jobs run while another's are
+            # being planned
+            loaded = schedule.run(
+                pool, threads, {n: s.references for n, s in self.specs.items()},
+                {n: schedule.cost([row.get("size_bytes") or 0 for _s, row, _p in items])
+                 for n, items in accepted.items() if items},
+                lambda name: self.load_source(name, accepted[name], run_ge))
+        for name in order:      # the results in load order, as the run reports and records them
+            for row, res in loaded.get(name, []):
+                s = res.summary
+                row.update(status="loaded", loaded_rows=s["processed_rows"],
+                           quarantined_rows=s["quarantined_rows"], duplicate_rows=s["duplicates_identical"],
+                           overlap_ignored=s["overlap_ignored"], error=None)
+                summaries.append(s)
+                if res.validation:
+                    validations.append(res.validation)
+                counters["files"] += 1
+                counters["rows"] += s["processed_rows"]
+                counters["quarantined"] += s["quarantined_rows"]
+                counters["duplicates"] += s["duplicates_identical"]
+                counters["overlap_ignored"] += s["overlap_ignored"]
         faults.point("intake.before_bookkeeping")
         self.tracker.upsert([r for r in self.rows if r["status"] == "loaded"])
         summary_mod.write(ctx, summaries, validations)

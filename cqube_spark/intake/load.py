@@ -196,7 +196,7 @@ def reference_frames(spark, lake, spec: SourceSpec, memo: dict | None = None
     """Lookups for foreign keys and max_from checks from the referenced silver tables (and what was skipped).
 
     ``memo``: the references already opened in this run, ``{(source, column, key): Reference}``, filled here.
-    A run loads a source only after the sources it references (``load_generations``), so their tables do not
+    A run loads a source only after the sources it references (:mod:`cqube_spark.intake.schedule`), so their tables do not
     change while it lasts and each is read, and its keys collected, once per run instead of once per file
     (24 schools, all sources: 103 Spark jobs for key collects → 54). A source's references to itself are
     never kept."""
