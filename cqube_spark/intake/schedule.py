@@ -56,10 +56,9 @@ def run(pool: Executor, threads: int, deps: dict[str, set[str]], costs: dict[str
     while graph.is_active():
         new = graph.get_ready()
         idle = [n for n in new if n not in costs]
+        ready += [n for n in new if n in costs]
         if idle:                      # nothing to load: done at once, which may make others ready
             graph.done(*idle)
-        ready += [n for n in new if n in costs]
-        if idle:
             continue
         ready.sort(key=lambda n: (-prio[n], n))
         while ready and len(running) < threads:
